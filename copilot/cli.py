@@ -1,0 +1,197 @@
+"""The ``copilot`` command. Errors from the ``CopilotError`` hierarchy become messages and exit
+codes here and nowhere else.
+
+Exit codes: 0 success; 1 error; 2 usage error; 3 finished, but some input was skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from copilot.config import Settings, get_settings
+from copilot.errors import CopilotError
+
+EXIT_SKIPPED = 3
+
+app = typer.Typer(help="Incident Copilot: knowledge base, retrieval and evaluations.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+kb_app = typer.Typer(help="Inspect the knowledge base.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure answer quality on real data.", no_args_is_help=True)
+bench_app = typer.Typer(help="Measure speed and memory.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+app.add_typer(eval_app, name="eval")
+app.add_typer(bench_app, name="bench")
+
+out = Console()
+err = Console(stderr=True)
+
+KINDS = ("postmortem", "runbook", "document")
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except Exception as exc:  # pydantic ValidationError: bad COPILOT_* value
+        raise CopilotError(f"invalid configuration: {exc}") from exc
+
+
+def _check_kind(kind: Optional[str]) -> Optional[str]:
+    if kind is not None and kind not in KINDS:
+        raise typer.BadParameter(f"must be one of {', '.join(KINDS)}", param_hint="--kind")
+    return kind
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    kind: Annotated[Optional[str], typer.Option(help="postmortem, runbook or document; "
+                                                     "inferred when not given.")] = None,
+    include: Annotated[list[str], typer.Option(help="Glob of files to take (repeatable).")] = [],
+    exclude: Annotated[list[str], typer.Option(help="Glob of files to skip (repeatable).")] = [],
+    prune: Annotated[bool, typer.Option(help="Remove documents whose source is gone.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Ingest postmortems, runbooks and other documents into the knowledge base."""
+    from ingest.pipeline import run_ingest
+    from retrieval.index import open_index
+
+    _check_kind(kind)
+    settings = _settings()
+    index = open_index(settings)
+    with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("chunks"), TimeRemainingColumn(), console=err,
+                  transient=True, disable=as_json or not err.is_terminal) as bar:
+        task = bar.add_task("ingest", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None)
+
+        report = run_ingest(paths, index=index, settings=settings, kind=kind, include=include,
+                            exclude=exclude, prune=prune, progress=progress)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        for line in report.repaired:
+            out.print(f"[yellow]repaired an interrupted run:[/] {line}")
+        out.print(
+            f"{report.files} files, {report.documents} documents: {report.new} new, "
+            f"{report.changed} changed, {report.unchanged} unchanged, {report.removed} removed; "
+            f"{report.chunks_embedded} chunks embedded, {report.chunks_reused} reused, "
+            f"{report.chunks_deleted} deleted in {report.seconds:.1f}s"
+        )
+        for e in report.errors:
+            err.print(f"[red]skipped[/] {e.path} [dim]({e.reason})[/]: "
+                      f"{e.message.removeprefix(f'{e.path}: ')}", soft_wrap=True)
+    if report.errors:
+        err.print(f"[red]{len(report.errors)} file(s) skipped[/]; everything else was ingested.")
+        raise typer.Exit(EXIT_SKIPPED)
+
+
+@app.command()
+def search(
+    text: Annotated[str, typer.Argument(help="What to look for.")],
+    kind: Annotated[Optional[str], typer.Option(help="Only this kind of document.")] = None,
+    service: Annotated[list[str], typer.Option(help="Only documents about this service.")] = [],
+    since: Annotated[Optional[dt.datetime], typer.Option(formats=["%Y-%m-%d"],
+                                                         help="Dated on or after.")] = None,
+    until: Annotated[Optional[dt.datetime], typer.Option(formats=["%Y-%m-%d"],
+                                                         help="Dated on or before.")] = None,
+    k: Annotated[int, typer.Option("-k", "--top", min=1, max=100, help="Documents.")] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or lexical.")] = "hybrid",
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Hybrid (BM25 + dense) search over the knowledge base, best document first."""
+    from retrieval.hybrid import Filters
+    from retrieval.retriever import build_retriever
+
+    _check_kind(kind)
+    if mode not in ("hybrid", "dense", "lexical"):
+        raise typer.BadParameter("must be hybrid, dense or lexical", param_hint="--mode")
+    if not text.strip():
+        raise typer.BadParameter("the query is empty", param_hint="TEXT")
+    retriever = build_retriever(_settings())
+    filters = Filters(
+        kinds=(kind,) if kind else (), services=tuple(service),
+        since=since.date() if since else None, until=until.date() if until else None,
+    )
+    hits = retriever.search(text, k=k, filters=filters, mode=mode)  # type: ignore[arg-type]
+    if as_json:
+        print(json.dumps({"query": text, "results": [h.to_dict() for h in hits]}, indent=2))
+        return
+    if not hits:
+        out.print("no results" + ("" if retriever.index.catalog.chunk_count() else
+                                  " (the knowledge base is empty: run `copilot ingest PATH`)"))
+        return
+    for n, hit in enumerate(hits, 1):
+        out.print(f"[bold]{n}. {hit.title}[/]  [dim]{hit.kind} · {hit.doc_id} · "
+                  f"score {hit.score:.4f}[/]")
+        for c in hit.chunks[:2]:
+            snippet = " ".join(c.text.split())[:220]
+            out.print(f"   [cyan][{c.chunk_id}][/] {c.section or '(intro)'}: {snippet}")
+
+
+@kb_app.command("stats")
+def kb_stats() -> None:
+    """How many documents and chunks the knowledge base holds, by kind."""
+    from retrieval.index import open_index
+
+    index = open_index(_settings())
+    docs = index.catalog.documents()
+    by_kind: dict[str, int] = {}
+    for d in docs.values():
+        by_kind[d.kind] = by_kind.get(d.kind, 0) + 1
+    out.print(f"{len(docs)} documents, {index.catalog.chunk_count()} chunks, "
+              f"{index.store.count()} vectors; " + ", ".join(f"{v} {k}" for k, v in sorted(by_kind.items())))
+
+
+@app.command()
+def demo(
+    question: Annotated[str, typer.Argument(help="A question to ask the demo knowledge base.")] = (
+        "checkout errors after the ledger database ran out of connections"
+    ),
+) -> None:
+    """Build the demo knowledge base (embedded defaults) and answer a demo query."""
+    from ingest.pipeline import run_ingest
+    from retrieval.hybrid import Filters
+    from retrieval.retriever import build_retriever
+
+    settings = _settings()
+    demo_dir = Path(__file__).resolve().parent.parent / "demo" / "kb"
+    if not demo_dir.exists():
+        raise CopilotError(f"demo corpus not found at {demo_dir}")
+    retriever = build_retriever(settings)
+    report = run_ingest([demo_dir / "postmortems", demo_dir / "runbooks"], index=retriever.index,
+                        settings=settings, prune=True)
+    out.print(f"demo knowledge base in {settings.data_dir}: {report.documents} documents "
+              f"({report.new} new, {report.changed} changed, {report.unchanged} unchanged), "
+              f"{retriever.index.catalog.chunk_count()} chunks")
+    out.print(f"\n[bold]question:[/] {question}\n")
+    for title, kind in (("likely related past incidents", "postmortem"),
+                        ("runbooks to open", "runbook")):
+        out.print(f"[bold underline]{title}[/]")
+        for hit in retriever.search(question, k=3, filters=Filters(kinds=(kind,))):
+            best = hit.chunks[0]
+            out.print(f"  {hit.title}  [dim]({hit.doc_id}, score {hit.score:.4f})[/]")
+            out.print(f"    [cyan][{best.chunk_id}][/] {best.section}: "
+                      f"{' '.join(best.text.split())[:200]}")
+        out.print("")
+
+
+def main() -> None:
+    try:
+        app()
+    except CopilotError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

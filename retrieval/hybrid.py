@@ -1,0 +1,123 @@
+"""Hybrid retrieval: BM25 and dense rankings fused by weighted reciprocal rank fusion, with
+filters, then aggregated to documents (best chunks per document) with citation ids."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+from retrieval.index import KnowledgeIndex
+from retrieval.types import ChunkHit, DocumentHit
+from retrieval.vector_store import Where
+
+Mode = Literal["hybrid", "dense", "lexical"]
+
+
+@dataclass(frozen=True)
+class Filters:
+    kinds: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    since: dt.date | None = None
+    until: dt.date | None = None
+
+    def where(self) -> Where | None:
+        clauses: list[Where] = []
+        if self.kinds:
+            clauses.append({"kind": {"$in": list(self.kinds)}})
+        if self.services:
+            ors: list[Where] = [{"services": {"$contains": s}} for s in self.services]
+            clauses.append(ors[0] if len(ors) == 1 else {"$or": ors})
+        if self.since:
+            clauses.append({"date_int": {"$gte": date_int(self.since)}})
+        if self.until:
+            clauses.append({"date_int": {"$lte": date_int(self.until)}})
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def date_int(value: dt.date) -> int:
+    return value.year * 10000 + value.month * 100 + value.day
+
+
+@dataclass
+class HybridRetriever:
+    index: KnowledgeIndex
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    candidates: int = 100
+    chunks_per_doc: int = 3
+
+    def search(
+        self, query: str, *, k: int = 5, filters: Filters | None = None, mode: Mode = "hybrid",
+        lexical_query: str | None = None,
+    ) -> list[DocumentHit]:
+        """Top ``k`` documents for ``query``. ``lexical_query`` overrides the BM25 side's text."""
+        filters = filters or Filters()
+        lex = self.index.lexical()
+        live = set(lex.ids)
+        fused: dict[str, float] = {}
+        lex_rank: dict[str, int] = {}
+        dense_rank: dict[str, int] = {}
+        pool = max(self.candidates, k * 10)
+        if mode in ("hybrid", "lexical"):
+            mask = self.index.columns().mask(
+                kinds=filters.kinds, services=filters.services,
+                since=date_int(filters.since) if filters.since else None,
+                until=date_int(filters.until) if filters.until else None,
+            )
+            for rank, (cid, _score) in enumerate(lex.top(lexical_query or query, pool, mask), 1):
+                lex_rank[cid] = rank
+                fused[cid] = fused.get(cid, 0.0) + self.lexical_weight / (self.rrf_k + rank)
+        if mode in ("hybrid", "dense"):
+            vector = self.index.embedder.embed_query(query)
+            hits = self.index.store.query(vector, k=pool, where=filters.where())
+            rank = 0
+            for hit in hits:
+                if hit.id not in live:  # a vector an interrupted run left behind
+                    continue
+                rank += 1
+                dense_rank[hit.id] = rank
+                fused[hit.id] = fused.get(hit.id, 0.0) + self.dense_weight / (self.rrf_k + rank)
+        return self._documents(fused, lex_rank, dense_rank, k)
+
+    def _documents(
+        self, fused: dict[str, float], lex_rank: dict[str, int], dense_rank: dict[str, int], k: int
+    ) -> list[DocumentHit]:
+        if not fused:
+            return []
+        chunks = self.index.catalog.get_chunks(list(fused))
+        per_doc: dict[str, list[tuple[float, str]]] = {}
+        for cid, score in fused.items():
+            chunk = chunks.get(cid)
+            if chunk is not None:
+                per_doc.setdefault(chunk.doc_id, []).append((score, cid))
+        ranked = sorted(
+            per_doc.items(), key=lambda item: (-doc_score([s for s, _ in item[1]]), item[0])
+        )[:k]
+        docs = self.index.catalog.get_documents([d for d, _ in ranked])
+        out: list[DocumentHit] = []
+        for doc_id, scored in ranked:
+            scored.sort(key=lambda x: (-x[0], x[1]))
+            record = docs[doc_id]
+            hits = [
+                ChunkHit(
+                    chunk_id=cid, score=s, text=chunks[cid].text,
+                    section=str(chunks[cid].metadata.get("section", "")),
+                    lexical_rank=lex_rank.get(cid), dense_rank=dense_rank.get(cid),
+                )
+                for s, cid in scored[: self.chunks_per_doc]
+            ]
+            out.append(DocumentHit(
+                doc_id=doc_id, title=record.title, kind=record.kind, source=record.source,
+                score=doc_score([s for s, _ in scored]), chunks=hits, metadata=record.metadata,
+            ))
+        return out
+
+
+def doc_score(chunk_scores: Sequence[float]) -> float:
+    """A document is as good as its best chunk, plus a little for further supporting chunks."""
+    ordered = sorted(chunk_scores, reverse=True)
+    return ordered[0] + 0.1 * sum(ordered[1:3])
