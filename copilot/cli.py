@@ -185,6 +185,38 @@ def demo(
         out.print("")
 
 
+@eval_app.command("retrieval")
+def eval_retrieval(
+    cases: Annotated[Path, typer.Option(help="JSONL of runbook-recommendation cases.")],
+    kb: Annotated[Path, typer.Option(help="Folder of runbooks to index and search.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N cases.")] = None,
+    misses: Annotated[int, typer.Option(help="Also list up to N hybrid misses.")] = 0,
+) -> None:
+    """Hit@1/3/5 and MRR of lexical, dense and hybrid retrieval for two query variants."""
+    from evals.retrieval import build_eval_index, format_table, load_cases, run_retrieval_eval
+
+    settings = _settings()
+    loaded = load_cases(cases)[:limit] if limit else load_cases(cases)
+    with Progress(TextColumn("[bold]indexing {task.fields[kb]}"), BarColumn(),
+                  MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True,
+                  disable=not err.is_terminal) as bar:
+        task = bar.add_task("index", total=None, kb=str(kb))
+        retriever, report = build_eval_index(
+            settings, kb, progress=lambda d, t: bar.update(task, completed=d, total=t or None))
+    result = run_retrieval_eval(loaded, retriever, keep_misses=misses)
+    result.ingest = {"documents": report.documents, "chunks": retriever.index.catalog.chunk_count(),
+                     "skipped_files": len(report.errors), "embedder": retriever.index.embedder.name}
+    if as_json:
+        print(json.dumps({"cases": len(loaded), "index": result.ingest, "results": result.results,
+                          "misses": result.misses}, indent=2))
+        return
+    out.print(f"{len(loaded)} cases; index: {result.ingest}")
+    out.print(format_table(result), highlight=False)
+    for m in result.misses:
+        out.print(m, highlight=False)
+
+
 def main() -> None:
     try:
         app()

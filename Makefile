@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make run` (demo) and `make test` (the test suite).
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: run test test-all eval-retrieval bench-retrieval clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -U pip
+	# CPU build of torch first, or pip pulls a multi-GB CUDA build for sentence-transformers
+	$(PIP) install torch==2.13.0
+
+$(VENV)/.run-installed: $(BIN)/python pyproject.toml
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.run-installed
+	$(PIP) install -e '.[test]'
+	touch $@
+
+run: $(VENV)/.run-installed
+	$(BIN)/copilot demo
+
+test: $(VENV)/.test-installed
+	$(BIN)/python -m pytest -q
+
+test-all: $(VENV)/.test-installed
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+eval-retrieval: $(VENV)/.test-installed
+	$(BIN)/copilot eval retrieval --cases ../shared/data/cases/runbook_recommendation.jsonl --kb ../shared/data/kb/runbooks
+
+bench-retrieval: $(VENV)/.test-installed
+	$(BIN)/copilot bench retrieval --kb ../shared/data/kb/runbooks
+
+clean:
+	rm -rf $(VENV) .copilot-data

@@ -1,0 +1,179 @@
+"""Shared fixtures. Fakes (HashEmbedder, InMemoryVectorStore) are plugged in through the real
+settings and factories; the real model, Chroma (embedded and a `chroma run` server on loopback)
+are used where a test is about them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from copilot.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+DEMO = ROOT / "demo" / "kb"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+def needs_shared() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not SHARED.exists(), reason=f"shared data not found at {SHARED}")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings on a fresh data folder with the deterministic test embedder."""
+    return Settings(data_dir=tmp_path / "data", embedding_model="hash", chunk_tokens=120,
+                    chunk_overlap=20, min_chunk_tokens=10, ingest_batch_chunks=8)
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    from retrieval.embedders import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `chroma run` server on loopback, for the client/server contract tests."""
+    exe = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
+    if not Path(exe).exists():
+        pytest.fail("the `chroma` command (from chromadb) is not installed")
+    port = _free_port()
+    path = tmp_path_factory.mktemp("chroma-server")
+    log = open(path / "server.log", "w")
+    proc = subprocess.Popen(
+        [exe, "run", "--path", str(path / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"chroma server did not start: {(path / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+POSTMORTEM = """---
+id: {id}
+title: {title}
+date: 2025-03-14
+severity: SEV2
+services: [{service}]
+root_cause_category: {category}
+tags: [postgres]
+---
+# {title}
+
+## Summary
+{summary}
+
+## Impact
+Customers saw failed payments for 40 minutes.
+
+## Timeline
+- 14:02 UTC alert fired
+- 14:30 UTC mitigated
+
+## Root cause
+{cause}
+
+## Resolution
+Rolled back and raised the limit.
+
+## Action items
+- Add a saturation alert (LUM-1)
+"""
+
+RUNBOOK = """---
+id: {id}
+title: {title}
+services: [{service}]
+alerts: [{alert}]
+---
+# {title}
+
+## Meaning
+{meaning}
+
+## Impact
+Requests fail while this fires.
+
+## Diagnosis
+```
+kubectl get pods -n {service}
+# not a heading inside a fence
+```
+
+## Mitigation
+1. {mitigation}
+"""
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A small corpus in the demo's format: three postmortems and three runbooks."""
+    root = tmp_path / "kb"
+    pms = [
+        ("pm-db", "Ledger database connection exhaustion", "ledger-db", "db-connection-exhaustion",
+         "The ledger database refused new connections.",
+         "A deploy doubled the pool size per pod and the PostgreSQL max_connections was reached."),
+        ("pm-cert", "Edge certificate expired", "edge-proxy", "certificate-expiry",
+         "Browsers rejected the TLS certificate on the public edge.",
+         "The renewal job had failed silently for weeks and the certificate expired."),
+        ("pm-disk", "Kafka broker disk full", "kafka-events", "disk-full",
+         "A broker stopped accepting writes.",
+         "Retention was misconfigured so log segments filled the volume."),
+    ]
+    for pid, title, svc, cat, summary, cause in pms:
+        write(root / "postmortems" / f"{pid}.md", POSTMORTEM.format(
+            id=pid, title=title, service=svc, category=cat, summary=summary, cause=cause))
+    rbs = [
+        ("rb-db", "Database connections saturated", "ledger-db", "LedgerDBConnectionsSaturated",
+         "Active connections to PostgreSQL are close to max_connections.",
+         "Find the client holding idle connections and restart it."),
+        ("rb-cert", "Certificate expiring soon", "edge-proxy", "CertificateExpiringSoon",
+         "A TLS certificate expires within 14 days.", "Renew the certificate and reload the proxy."),
+        ("rb-disk", "Filesystem almost full", "kafka-events", "NodeFilesystemAlmostFull",
+         "Free disk space on a volume is below 10 percent.", "Delete old segments or grow the disk."),
+    ]
+    for rid, title, svc, alert, meaning, mitigation in rbs:
+        write(root / "runbooks" / f"{rid}.md", RUNBOOK.format(
+            id=rid, title=title, service=svc, alert=alert, meaning=meaning, mitigation=mitigation))
+    return root
