@@ -217,6 +217,30 @@ def eval_retrieval(
         out.print(m, highlight=False)
 
 
+@bench_app.command("retrieval")
+def bench_retrieval(
+    kb: Annotated[Path, typer.Option(help="Folder of runbooks to ingest.")],
+    sizes: Annotated[str, typer.Option(help="Index sizes (chunks) for query latency.")] = "1000,10000,100000",
+    repeats: Annotated[int, typer.Option(min=1, help="Passes over the query set per size.")] = 5,
+    backends: Annotated[str, typer.Option(help="Embedding backends to compare ('' for none).")] = "torch,onnx,onnx-int8",
+    baseline: Annotated[bool, typer.Option(help="Also time LangChain Chroma.from_documents.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Ingest throughput vs a naive LangChain baseline, no-op re-ingest, query latency, RSS."""
+    from evals.bench_retrieval import run_bench
+
+    if not kb.is_dir():
+        raise CopilotError(f"knowledge base folder not found: {kb}")
+    try:
+        size_list = [int(x) for x in sizes.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter("comma-separated integers, e.g. 1000,10000", param_hint="--sizes")
+    result = run_bench(kb, _settings(), sizes=size_list, repeats=repeats,
+                       backends=[b for b in backends.split(",") if b.strip()], baseline=baseline,
+                       log=lambda m: err.print(m, highlight=False))
+    print(json.dumps(result.sections, indent=2))
+
+
 def main() -> None:
     try:
         app()

@@ -130,13 +130,16 @@ def run_retrieval_eval(
     out = RetrievalEval()
     cases = list(cases)
     filters = Filters(kinds=("runbook",))
+    known = set(retriever.index.fields().by_service)
     for variant in variants:
         per: dict[str, dict[str, Scores]] = {m: {} for m in modes}
         for case in cases:
             query = build_alert_query(case.alert, **VARIANTS[variant])
+            services = query.resolve_services(known)
             for mode in modes:
                 hits = retriever.search(query.dense, lexical_query=query.lexical, k=DEPTH,
-                                        filters=filters, mode=mode)  # type: ignore[arg-type]
+                                        filters=filters, mode=mode,  # type: ignore[arg-type]
+                                        prefer_services=services)
                 rank = gold_rank([h.source for h in hits], case.gold)
                 for group in ("overall", source_label(case.source)):
                     per[mode].setdefault(group, Scores()).add(rank)

@@ -49,12 +49,19 @@ class HybridRetriever:
     lexical_weight: float = 1.0
     candidates: int = 100
     chunks_per_doc: int = 3
+    field_weight: float = 1.0
+    service_weight: float = 1.0
 
     def search(
         self, query: str, *, k: int = 5, filters: Filters | None = None, mode: Mode = "hybrid",
-        lexical_query: str | None = None,
+        lexical_query: str | None = None, prefer_services: Sequence[str] = (),
     ) -> list[DocumentHit]:
-        """Top ``k`` documents for ``query``. ``lexical_query`` overrides the BM25 side's text."""
+        """Top ``k`` documents for ``query``.
+
+        ``lexical_query`` overrides the BM25 side's text. ``prefer_services`` names services the
+        question is about (from alert labels, say): their documents get an extra fused ranking.
+        Documents whose title, alert names or path match the query get one too (field boosts).
+        """
         filters = filters or Filters()
         lex = self.index.lexical()
         live = set(lex.ids)
@@ -81,22 +88,59 @@ class HybridRetriever:
                 rank += 1
                 dense_rank[hit.id] = rank
                 fused[hit.id] = fused.get(hit.id, 0.0) + self.dense_weight / (self.rrf_k + rank)
-        return self._documents(fused, lex_rank, dense_rank, k)
+        doc_bonus: dict[str, float] = {}
+        if fused and mode != "dense" and (self.field_weight or self.service_weight):
+            doc_bonus = self._doc_bonus(lexical_query or query, prefer_services, fused)
+        return self._documents(fused, lex_rank, dense_rank, k, doc_bonus)
+
+    def _doc_bonus(
+        self, query: str, services: Sequence[str], fused: dict[str, float]
+    ) -> dict[str, float]:
+        """Document-level fused terms: field BM25 rank, and rank within a preferred service."""
+        fields = self.index.fields()
+        candidates = {cid.rsplit("::", 1)[0] for cid in fused}
+        bonus: dict[str, float] = {}
+        if self.field_weight:
+            rank = 0
+            for doc_id, _ in fields.lexical.top(query, len(fields.doc_ids)):
+                if doc_id in candidates:
+                    rank += 1
+                    bonus[doc_id] = self.field_weight / (self.rrf_k + rank)
+                    if rank >= self.candidates:
+                        break
+        if self.service_weight and services:
+            from retrieval.index import normalize_service
+
+            wanted: set[str] = set()
+            for svc in services:
+                wanted.update(fields.by_service.get(normalize_service(svc), ()))
+            best: dict[str, float] = {}
+            for cid, score in fused.items():
+                doc_id = cid.rsplit("::", 1)[0]
+                if doc_id in wanted:
+                    best[doc_id] = max(best.get(doc_id, 0.0), score)
+            for rank, doc_id in enumerate(sorted(best, key=lambda d: -best[d]), 1):
+                bonus[doc_id] = bonus.get(doc_id, 0.0) + self.service_weight / (self.rrf_k + rank)
+        return bonus
 
     def _documents(
-        self, fused: dict[str, float], lex_rank: dict[str, int], dense_rank: dict[str, int], k: int
+        self, fused: dict[str, float], lex_rank: dict[str, int], dense_rank: dict[str, int], k: int,
+        doc_bonus: dict[str, float] | None = None,
     ) -> list[DocumentHit]:
         if not fused:
             return []
+        doc_bonus = doc_bonus or {}
         chunks = self.index.catalog.get_chunks(list(fused))
         per_doc: dict[str, list[tuple[float, str]]] = {}
         for cid, score in fused.items():
             chunk = chunks.get(cid)
             if chunk is not None:
                 per_doc.setdefault(chunk.doc_id, []).append((score, cid))
-        ranked = sorted(
-            per_doc.items(), key=lambda item: (-doc_score([s for s, _ in item[1]]), item[0])
-        )[:k]
+
+        def total(doc_id: str, scored: list[tuple[float, str]]) -> float:
+            return doc_score([s for s, _ in scored]) + doc_bonus.get(doc_id, 0.0)
+
+        ranked = sorted(per_doc.items(), key=lambda item: (-total(*item), item[0]))[:k]
         docs = self.index.catalog.get_documents([d for d, _ in ranked])
         out: list[DocumentHit] = []
         for doc_id, scored in ranked:
@@ -112,7 +156,7 @@ class HybridRetriever:
             ]
             out.append(DocumentHit(
                 doc_id=doc_id, title=record.title, kind=record.kind, source=record.source,
-                score=doc_score([s for s, _ in scored]), chunks=hits, metadata=record.metadata,
+                score=total(doc_id, scored), chunks=hits, metadata=record.metadata,
             ))
         return out
 

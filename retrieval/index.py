@@ -12,9 +12,10 @@ Readers only ever return chunks the current catalog lists.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -52,6 +53,7 @@ class KnowledgeIndex:
         self.lexical_dir = lexical_dir
         self._lexical: LexicalIndex | None = None
         self._columns: "ChunkColumns | None" = None
+        self._fields: "DocumentFields | None" = None
 
     # writing ----------------------------------------------------------------------------
     def begin(self) -> ReconcileStats:
@@ -133,6 +135,13 @@ class KnowledgeIndex:
             )
         return snap
 
+    def fields(self) -> "DocumentFields":
+        """A document-level BM25 over titles, alert names, services and paths."""
+        generation = self.catalog.generation
+        if self._fields is None or self._fields.generation != generation:
+            self._fields = DocumentFields.build(self.catalog.documents().values(), generation)
+        return self._fields
+
     def columns(self) -> "ChunkColumns":
         self.lexical()
         assert self._columns is not None
@@ -179,6 +188,38 @@ class ChunkColumns:
         if until:
             keep &= (self.dates > 0) & (self.dates <= until)
         return keep
+
+
+@dataclass
+class DocumentFields:
+    """Field boosts: a small BM25 over each document's title, alerts, services and path, and
+    the documents of each service (normalized name → doc ids)."""
+
+    generation: int
+    doc_ids: list[str]
+    lexical: LexicalIndex
+    by_service: dict[str, list[str]]
+
+    @classmethod
+    def build(cls, docs: Iterable[DocumentRecord], generation: int) -> "DocumentFields":
+        ids: list[str] = []
+        texts: list[str] = []
+        by_service: dict[str, list[str]] = {}
+        for d in docs:
+            meta = d.metadata
+            path = str(meta.get("path") or d.source)
+            tail = "/".join(Path(path).parts[-3:])
+            parts = [d.title, " ".join(meta.get("alerts") or []),
+                     " ".join(meta.get("services") or []), tail.replace("/", " ")]
+            ids.append(d.doc_id)
+            texts.append(" \n".join(parts))
+            for svc in meta.get("services") or []:
+                by_service.setdefault(normalize_service(svc), []).append(d.doc_id)
+        return cls(generation, ids, LexicalIndex.build(ids, texts, generation=generation), by_service)
+
+
+def normalize_service(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 def vector_metadata(chunk: Chunk) -> dict[str, object]:
