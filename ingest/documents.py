@@ -23,6 +23,7 @@ JSON = {".json"}
 JSONL = {".jsonl", ".ndjson"}
 SUPPORTED = MARKDOWN | TEXT | JSON | JSONL
 
+OVERVIEW_STEMS = frozenset({"readme", "index", "_index", "overview"})
 _FRONTMATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
 _H1 = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.M)
 _ALERT_NAME = re.compile(r"^[A-Z][a-z0-9]+(?:[A-Z]+[a-z0-9]*)+$")
@@ -228,6 +229,8 @@ def parse_file(path: Path, *, root: Path, kind: str | None, max_bytes: int) -> l
         if named:
             metadata["alerts"] = [named[0]]
     metadata["format"] = "markdown" if suffix in MARKDOWN else "text"
+    if "overview" not in metadata and path.stem.lower() in OVERVIEW_STEMS:
+        metadata["overview"] = True  # a folder's landing page: the overview of its service
     return [Document(
         doc_id=_doc_id(meta, rel_id), kind=the_kind, title=title, body=body,
         source=str(path.resolve()), path=str(path.resolve()),

@@ -37,19 +37,12 @@ class AlertQuery:
     dense: str
     lexical: str
     services: tuple[str, ...] = ()  # service names the alert states (labels, "the X service")
-    name_prefixes: tuple[str, ...] = ()  # leading words of the alert name, longest first
 
     def resolve_services(self, known: set[str]) -> tuple[str, ...]:
-        """Services of this alert that the knowledge base knows, by normalized name: the stated
-        ones, else the longest known prefix of the alert name."""
+        """The stated services that the knowledge base knows, compared by normalized name.
+        (Guessing a service from the alert name's first words was measured and hurt.)"""
         norm = [re.sub(r"[^a-z0-9]", "", s.lower()) for s in self.services]
-        found = tuple(dict.fromkeys(n for n in norm if n in known))
-        if found:
-            return found
-        for prefix in self.name_prefixes:
-            if prefix in known:
-                return (prefix,)
-        return ()
+        return tuple(dict.fromkeys(n for n in norm if n in known))
 
 
 def split_identifier(name: str) -> str:
@@ -116,13 +109,9 @@ def build_alert_query(
         services += [str(labels[k]) for k in _SERVICE_LABELS if isinstance(labels.get(k), str)]
     for text in prose:
         services += [m for m in _SERVICE_IN_TEXT.findall(text) if m.lower() not in ("the", "a")]
-    prefixes: list[str] = []
-    if include_name and name:
-        words = split_identifier(name).lower().split()
-        prefixes = ["".join(words[:n]) for n in range(min(4, len(words)), 0, -1)]
 
     head = [name, split_identifier(name)] if include_name and name else []
     dense = ". ".join(p for p in [" ".join(head[1:]), *prose, " ".join(label_terms)] if p)
     lexical = " ".join([*head, *prose, *label_terms, *expr_terms])
     return AlertQuery(dense=dense.strip() or lexical.strip(), lexical=lexical.strip(),
-                      services=tuple(dict.fromkeys(services)), name_prefixes=tuple(prefixes))
+                      services=tuple(dict.fromkeys(services)))

@@ -119,7 +119,9 @@ class HybridRetriever:
                 doc_id = cid.rsplit("::", 1)[0]
                 if doc_id in wanted:
                     best[doc_id] = max(best.get(doc_id, 0.0), score)
-            for rank, doc_id in enumerate(sorted(best, key=lambda d: -best[d]), 1):
+            # the service's overview page first, then its other documents by fused score
+            order = sorted(best, key=lambda d: (d not in fields.overviews, -best[d]))
+            for rank, doc_id in enumerate(order, 1):
                 bonus[doc_id] = bonus.get(doc_id, 0.0) + self.service_weight / (self.rrf_k + rank)
         return bonus
 

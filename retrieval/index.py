@@ -199,12 +199,14 @@ class DocumentFields:
     doc_ids: list[str]
     lexical: LexicalIndex
     by_service: dict[str, list[str]]
+    overviews: set[str] = field(default_factory=set)
 
     @classmethod
     def build(cls, docs: Iterable[DocumentRecord], generation: int) -> "DocumentFields":
         ids: list[str] = []
         texts: list[str] = []
         by_service: dict[str, list[str]] = {}
+        overviews: set[str] = set()
         for d in docs:
             meta = d.metadata
             path = str(meta.get("path") or d.source)
@@ -215,7 +217,10 @@ class DocumentFields:
             texts.append(" \n".join(parts))
             for svc in meta.get("services") or []:
                 by_service.setdefault(normalize_service(svc), []).append(d.doc_id)
-        return cls(generation, ids, LexicalIndex.build(ids, texts, generation=generation), by_service)
+            if meta.get("overview") is True:
+                overviews.add(d.doc_id)
+        return cls(generation, ids, LexicalIndex.build(ids, texts, generation=generation),
+                   by_service, overviews)
 
 
 def normalize_service(name: str) -> str:
