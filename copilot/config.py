@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant.")
     dense_weight: float = Field(default=1.0, ge=0.0)
     lexical_weight: float = Field(default=1.0, ge=0.0)
+    field_weight: float = Field(default=1.0, ge=0.0, description="Title/alert/path field boost.")
+    service_weight: float = Field(default=3.0, ge=0.0,
+                                  description="Boost for documents of a service the query names.")
+    alert_weight: float = Field(default=2.0, ge=0.0,
+                                description="Boost for runbooks that declare the alert by name.")
     candidates: int = Field(default=100, ge=1, description="Chunks fetched per ranking.")
 
     @field_validator("chroma_url")

@@ -139,7 +139,7 @@ def run_retrieval_eval(
             for mode in modes:
                 hits = retriever.search(query.dense, lexical_query=query.lexical, k=DEPTH,
                                         filters=filters, mode=mode,  # type: ignore[arg-type]
-                                        prefer_services=services)
+                                        prefer_services=services, alerts=query.alerts)
                 rank = gold_rank([h.source for h in hits], case.gold)
                 for group in ("overall", source_label(case.source)):
                     per[mode].setdefault(group, Scores()).add(rank)

@@ -37,6 +37,7 @@ class AlertQuery:
     dense: str
     lexical: str
     services: tuple[str, ...] = ()  # service names the alert states (labels, "the X service")
+    alerts: tuple[str, ...] = ()  # the alert name, when the query may use it
 
     def resolve_services(self, known: set[str]) -> tuple[str, ...]:
         """The stated services that the knowledge base knows, compared by normalized name.
@@ -114,4 +115,5 @@ def build_alert_query(
     dense = ". ".join(p for p in [" ".join(head[1:]), *prose, " ".join(label_terms)] if p)
     lexical = " ".join([*head, *prose, *label_terms, *expr_terms])
     return AlertQuery(dense=dense.strip() or lexical.strip(), lexical=lexical.strip(),
-                      services=tuple(dict.fromkeys(services)))
+                      services=tuple(dict.fromkeys(services)),
+                      alerts=(name,) if include_name and name else ())

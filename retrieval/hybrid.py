@@ -50,16 +50,19 @@ class HybridRetriever:
     candidates: int = 100
     chunks_per_doc: int = 3
     field_weight: float = 1.0
-    service_weight: float = 1.0
+    service_weight: float = 3.0
+    alert_weight: float = 2.0
 
     def search(
         self, query: str, *, k: int = 5, filters: Filters | None = None, mode: Mode = "hybrid",
         lexical_query: str | None = None, prefer_services: Sequence[str] = (),
+        alerts: Sequence[str] = (),
     ) -> list[DocumentHit]:
         """Top ``k`` documents for ``query``.
 
         ``lexical_query`` overrides the BM25 side's text. ``prefer_services`` names services the
         question is about (from alert labels, say): their documents get an extra fused ranking.
+        ``alerts`` are alert names: runbooks that declare they answer one get another.
         Documents whose title, alert names or path match the query get one too (field boosts).
         """
         filters = filters or Filters()
@@ -89,14 +92,16 @@ class HybridRetriever:
                 dense_rank[hit.id] = rank
                 fused[hit.id] = fused.get(hit.id, 0.0) + self.dense_weight / (self.rrf_k + rank)
         doc_bonus: dict[str, float] = {}
-        if fused and mode != "dense" and (self.field_weight or self.service_weight):
-            doc_bonus = self._doc_bonus(lexical_query or query, prefer_services, fused)
+        if fused and mode == "hybrid" and (self.field_weight or self.service_weight or self.alert_weight):
+            doc_bonus = self._doc_bonus(lexical_query or query, prefer_services, alerts, fused)
         return self._documents(fused, lex_rank, dense_rank, k, doc_bonus)
 
     def _doc_bonus(
-        self, query: str, services: Sequence[str], fused: dict[str, float]
+        self, query: str, services: Sequence[str], alerts: Sequence[str], fused: dict[str, float]
     ) -> dict[str, float]:
-        """Document-level fused terms: field BM25 rank, and rank within a preferred service."""
+        """Document-level fused terms (hybrid mode only): field BM25 rank, rank among the
+        documents of a named service (its overview page first), rank among runbooks that
+        declare a named alert."""
         fields = self.index.fields()
         candidates = {cid.rsplit("::", 1)[0] for cid in fused}
         bonus: dict[str, float] = {}
@@ -114,15 +119,16 @@ class HybridRetriever:
             wanted: set[str] = set()
             for svc in services:
                 wanted.update(fields.by_service.get(normalize_service(svc), ()))
-            best: dict[str, float] = {}
-            for cid, score in fused.items():
-                doc_id = cid.rsplit("::", 1)[0]
-                if doc_id in wanted:
-                    best[doc_id] = max(best.get(doc_id, 0.0), score)
+            best = _best_per_doc(fused, wanted)
             # the service's overview page first, then its other documents by fused score
             order = sorted(best, key=lambda d: (d not in fields.overviews, -best[d]))
             for rank, doc_id in enumerate(order, 1):
                 bonus[doc_id] = bonus.get(doc_id, 0.0) + self.service_weight / (self.rrf_k + rank)
+        if self.alert_weight and alerts:
+            declared = {d for a in alerts for d in fields.by_alert.get(a.lower(), ())}
+            best = _best_per_doc(fused, declared)
+            for rank, doc_id in enumerate(sorted(best, key=lambda d: -best[d]), 1):
+                bonus[doc_id] = bonus.get(doc_id, 0.0) + self.alert_weight / (self.rrf_k + rank)
         return bonus
 
     def _documents(
@@ -161,6 +167,16 @@ class HybridRetriever:
                 score=total(doc_id, scored), chunks=hits, metadata=record.metadata,
             ))
         return out
+
+
+def _best_per_doc(fused: dict[str, float], docs: set[str]) -> dict[str, float]:
+    """The best fused chunk score of each of ``docs`` that has a candidate chunk."""
+    best: dict[str, float] = {}
+    for cid, score in fused.items():
+        doc_id = cid.rsplit("::", 1)[0]
+        if doc_id in docs:
+            best[doc_id] = max(best.get(doc_id, 0.0), score)
+    return best
 
 
 def doc_score(chunk_scores: Sequence[float]) -> float:

@@ -200,6 +200,7 @@ class DocumentFields:
     lexical: LexicalIndex
     by_service: dict[str, list[str]]
     overviews: set[str] = field(default_factory=set)
+    by_alert: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, docs: Iterable[DocumentRecord], generation: int) -> "DocumentFields":
@@ -207,6 +208,7 @@ class DocumentFields:
         texts: list[str] = []
         by_service: dict[str, list[str]] = {}
         overviews: set[str] = set()
+        by_alert: dict[str, list[str]] = {}
         for d in docs:
             meta = d.metadata
             path = str(meta.get("path") or d.source)
@@ -219,8 +221,10 @@ class DocumentFields:
                 by_service.setdefault(normalize_service(svc), []).append(d.doc_id)
             if meta.get("overview") is True:
                 overviews.add(d.doc_id)
+            for alert in meta.get("alerts") or []:
+                by_alert.setdefault(alert.lower(), []).append(d.doc_id)
         return cls(generation, ids, LexicalIndex.build(ids, texts, generation=generation),
-                   by_service, overviews)
+                   by_service, overviews, by_alert)
 
 
 def normalize_service(name: str) -> str:

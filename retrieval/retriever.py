@@ -15,5 +15,6 @@ def build_retriever(
     return HybridRetriever(
         index=open_index(settings, embedder=embedder, store=store), rrf_k=settings.rrf_k,
         dense_weight=settings.dense_weight, lexical_weight=settings.lexical_weight,
-        candidates=settings.candidates,
+        candidates=settings.candidates, field_weight=settings.field_weight,
+        service_weight=settings.service_weight, alert_weight=settings.alert_weight,
     )
