@@ -223,10 +223,12 @@ def bench_retrieval(
     sizes: Annotated[str, typer.Option(help="Index sizes (chunks) for query latency.")] = "1000,10000,100000",
     repeats: Annotated[int, typer.Option(min=1, help="Passes over the query set per size.")] = 5,
     backends: Annotated[str, typer.Option(help="Embedding backends to compare ('' for none).")] = "torch,onnx,onnx-int8",
-    baseline: Annotated[bool, typer.Option(help="Also time LangChain Chroma.from_documents.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+    parts: Annotated[str, typer.Option(help="Which parts: ingest,baseline,backends,latency.")] = (
+        "ingest,baseline,latency,backends"
+    ),
 ) -> None:
-    """Ingest throughput vs a naive LangChain baseline, no-op re-ingest, query latency, RSS."""
+    """Ingest throughput vs a naive LangChain baseline, no-op re-ingest, query latency, RSS.
+    Progress goes to stderr; the results are printed as JSON."""
     from evals.bench_retrieval import run_bench
 
     if not kb.is_dir():
@@ -235,8 +237,14 @@ def bench_retrieval(
         size_list = [int(x) for x in sizes.split(",") if x.strip()]
     except ValueError:
         raise typer.BadParameter("comma-separated integers, e.g. 1000,10000", param_hint="--sizes")
+    from evals.bench_retrieval import PARTS
+
+    chosen = [p.strip() for p in parts.split(",") if p.strip()]
+    unknown = sorted(set(chosen) - set(PARTS))
+    if unknown:
+        raise typer.BadParameter(f"unknown part(s) {', '.join(unknown)}", param_hint="--parts")
     result = run_bench(kb, _settings(), sizes=size_list, repeats=repeats,
-                       backends=[b for b in backends.split(",") if b.strip()], baseline=baseline,
+                       backends=[b for b in backends.split(",") if b.strip()], parts=chosen,
                        log=lambda m: err.print(m, highlight=False))
     print(json.dumps(result.sections, indent=2))
 

@@ -190,8 +190,9 @@ def bench_latency(chunks: list[Chunk], embedder: Embedder, settings: Settings, w
 
 def bench_backends(chunks: list[Chunk], settings: Settings, backends: Sequence[str],
                    sample: int, log: Callable[[str], None]) -> dict[str, Any]:
-    """Passages per second of each embedding backend on the same real passages."""
-    texts = [c.embed_text for c in chunks[:sample]]
+    """Passages per second of each embedding backend on the same real ~180-word passages."""
+    words = " ".join(c.text for c in chunks).split()
+    texts = [" ".join(words[i : i + 180]) for i in range(0, len(words), 180)][:sample]
     out: dict[str, Any] = {}
     reference: np.ndarray | None = None
     for backend in backends:
@@ -214,22 +215,28 @@ def bench_backends(chunks: list[Chunk], settings: Settings, backends: Sequence[s
     return out
 
 
+PARTS = ("ingest", "baseline", "backends", "latency")
+
+
 def run_bench(kb: Path, settings: Settings, *, sizes: Sequence[int], repeats: int,
-              backends: Sequence[str], baseline: bool, log: Callable[[str], None]) -> BenchResult:
+              backends: Sequence[str], parts: Sequence[str] = PARTS,
+              log: Callable[[str], None]) -> BenchResult:
     result = BenchResult()
     result.add("machine", {"cpus": os.cpu_count(), "embedder_backend": settings.embedding_backend})
     embedder = build_embedder(settings)
     work = Path(tempfile.mkdtemp(prefix="copilot-bench-"))
     try:
-        result.add("ingest", bench_ingest(kb, settings, embedder, work, log))
+        if "ingest" in parts:
+            result.add("ingest", {**bench_ingest(kb, settings, embedder, work, log),
+                                  "peak_rss_mb_so_far": round(peak_rss_mb())})
         chunks = load_chunks(kb, settings, embedder.name)
-        if baseline:
+        if "baseline" in parts:
             result.add("langchain_baseline", bench_langchain_baseline(chunks, embedder, work, log))
-        if backends:
-            result.add("embedding_backends", bench_backends(chunks, settings, backends, 512, log))
-        if sizes:
+        if "latency" in parts and sizes:
             result.add("query_latency", bench_latency(chunks, embedder, settings, work, sizes,
                                                       repeats, log))
+        if "backends" in parts and backends:
+            result.add("embedding_backends", bench_backends(chunks, settings, backends, 256, log))
         result.add("peak_rss_mb", round(peak_rss_mb()))
     finally:
         shutil.rmtree(work, ignore_errors=True)

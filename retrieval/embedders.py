@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Sequence
@@ -37,11 +38,15 @@ class Embedder(ABC):
         """Embed any number of texts in batches; returns an (n, dim) normalized array."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        # batches of similar length pad less; results go back in the caller's order
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        ordered = [texts[i] for i in order]
         parts = [
-            self._embed_batch(texts[i : i + self.batch_size])
-            for i in range(0, len(texts), self.batch_size)
+            self._embed_batch(ordered[i : i + self.batch_size])
+            for i in range(0, len(ordered), self.batch_size)
         ]
-        vectors = np.vstack(parts).astype(np.float32)
+        vectors = np.empty((len(texts), self.dim), dtype=np.float32)
+        vectors[order] = np.vstack(parts).astype(np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         return vectors / norms
@@ -191,12 +196,14 @@ def export_onnx(model_path: str, *, cache_dir: Path, quantize: bool) -> Path:
         sample = tokenizer(["a warm-up sentence", "two"], padding=True, return_tensors="pt")
         names = ["input_ids", "attention_mask", "token_type_ids"]
         tmp = fp32.with_suffix(".tmp")
-        torch.onnx.export(
-            _Wrapper(model), tuple(sample[n] for n in names), str(tmp),
-            input_names=names, output_names=["last_hidden_state"],
-            dynamic_axes={n: {0: "batch", 1: "seq"} for n in [*names, "last_hidden_state"]},
-            opset_version=17, dynamo=False,
-        )
+        with warnings.catch_warnings():  # tracer notes about shapes; the export is checked in tests
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _Wrapper(model), tuple(sample[n] for n in names), str(tmp),
+                input_names=names, output_names=["last_hidden_state"],
+                dynamic_axes={n: {0: "batch", 1: "seq"} for n in [*names, "last_hidden_state"]},
+                opset_version=17, dynamo=False,
+            )
         tmp.replace(fp32)
     if quantize and not int8.exists():
         from onnxruntime.quantization import QuantType, quantize_dynamic
