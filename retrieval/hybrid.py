@@ -67,7 +67,6 @@ class HybridRetriever:
         """
         filters = filters or Filters()
         lex = self.index.lexical()
-        live = set(lex.ids)
         fused: dict[str, float] = {}
         lex_rank: dict[str, int] = {}
         dense_rank: dict[str, int] = {}
@@ -86,7 +85,7 @@ class HybridRetriever:
             hits = self.index.store.query(vector, k=pool, where=filters.where())
             rank = 0
             for hit in hits:
-                if hit.id not in live:  # a vector an interrupted run left behind
+                if hit.id not in lex:  # a vector an interrupted run left behind
                     continue
                 rank += 1
                 dense_rank[hit.id] = rank

@@ -157,6 +157,15 @@ class ChunkColumns:
     dates: np.ndarray
     services: list[frozenset[str]]
     doc_ids: list[str]
+    _service_masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def service_mask(self, service: str) -> np.ndarray:
+        """Chunks about ``service``, computed once per service and kept."""
+        if service not in self._service_masks:
+            self._service_masks[service] = np.fromiter(
+                (service in s for s in self.services), bool, len(self.ids)
+            )
+        return self._service_masks[service]
 
     @classmethod
     def from_chunks(cls, chunks: list[Chunk], order: list[str] | None = None) -> "ChunkColumns":
@@ -181,8 +190,10 @@ class ChunkColumns:
         if kinds:
             keep &= np.isin(self.kinds, list(kinds))
         if services:
-            wanted = set(services)
-            keep &= np.fromiter((bool(s & wanted) for s in self.services), bool, len(self.ids))
+            any_of = np.zeros(len(self.ids), dtype=bool)
+            for service in services:
+                any_of |= self.service_mask(service)
+            keep &= any_of
         if since:
             keep &= self.dates >= since
         if until:

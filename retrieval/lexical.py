@@ -62,6 +62,9 @@ class LexicalIndex:
         )
         return cls(info["ids"], retriever, int(info["generation"]))
 
+    def __contains__(self, chunk_id: object) -> bool:
+        return chunk_id in self._pos
+
     def scores(self, query: str, mask: np.ndarray | None = None) -> np.ndarray:
         """BM25 score of every chunk (in ``self.ids`` order); masked-out chunks get 0."""
         if self._retriever is None:
