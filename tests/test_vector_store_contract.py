@@ -88,3 +88,15 @@ def test_empty_store_and_bad_lengths(store: VectorStore) -> None:
     assert store.ids() == set()
     with pytest.raises(ValueError):
         store.upsert(["a", "b"], np.vstack([unit(1, 0, 0)]), [{}])
+
+
+def test_unreachable_server_is_a_clear_error() -> None:
+    import socket
+
+    from copilot.errors import StoreError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StoreError, match=f"Cannot open Chroma at http://127.0.0.1:{port}"):
+        ChromaVectorStore(name="unreachable", url=f"http://127.0.0.1:{port}")
