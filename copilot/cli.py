@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -43,7 +43,7 @@ def _settings() -> Settings:
         raise CopilotError(f"invalid configuration: {exc}") from exc
 
 
-def _check_kind(kind: Optional[str]) -> Optional[str]:
+def _check_kind(kind: str | None) -> str | None:
     if kind is not None and kind not in KINDS:
         raise typer.BadParameter(f"must be one of {', '.join(KINDS)}", param_hint="--kind")
     return kind
@@ -52,7 +52,7 @@ def _check_kind(kind: Optional[str]) -> Optional[str]:
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
-    kind: Annotated[Optional[str], typer.Option(help="postmortem, runbook or document; "
+    kind: Annotated[str | None, typer.Option(help="postmortem, runbook or document; "
                                                      "inferred when not given.")] = None,
     include: Annotated[list[str], typer.Option(help="Glob of files to take (repeatable).")] = [],
     exclude: Annotated[list[str], typer.Option(help="Glob of files to skip (repeatable).")] = [],
@@ -98,11 +98,11 @@ def ingest(
 @app.command()
 def search(
     text: Annotated[str, typer.Argument(help="What to look for.")],
-    kind: Annotated[Optional[str], typer.Option(help="Only this kind of document.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this kind of document.")] = None,
     service: Annotated[list[str], typer.Option(help="Only documents about this service.")] = [],
-    since: Annotated[Optional[dt.datetime], typer.Option(formats=["%Y-%m-%d"],
+    since: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"],
                                                          help="Dated on or after.")] = None,
-    until: Annotated[Optional[dt.datetime], typer.Option(formats=["%Y-%m-%d"],
+    until: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"],
                                                          help="Dated on or before.")] = None,
     k: Annotated[int, typer.Option("-k", "--top", min=1, max=100, help="Documents.")] = 5,
     mode: Annotated[str, typer.Option(help="hybrid, dense or lexical.")] = "hybrid",
@@ -190,7 +190,7 @@ def eval_retrieval(
     cases: Annotated[Path, typer.Option(help="JSONL of runbook-recommendation cases.")],
     kb: Annotated[Path, typer.Option(help="Folder of runbooks to index and search.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N cases.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N cases.")] = None,
     misses: Annotated[int, typer.Option(help="Also list up to N hybrid misses.")] = 0,
 ) -> None:
     """Hit@1/3/5 and MRR of lexical, dense and hybrid retrieval for two query variants."""

@@ -105,7 +105,7 @@ def chunk_document(
 ) -> list[Chunk]:
     """Chunks of one document with ids that are hashes of their content (plus ``salt``)."""
     pieces: list[tuple[list[str], str]] = []
-    first = re.search(r"^#[ \t]+(.+?)[ \t#]*$", doc.body, re.M)
+    first = re.search(r"^#[ \t]+(.+?)[ \t#]*$", doc.body, re.MULTILINE)
     h1 = first.group(1).strip() if first else None
     for section in split_sections(doc.body):
         head = section.path

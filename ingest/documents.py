@@ -24,8 +24,8 @@ JSONL = {".jsonl", ".ndjson"}
 SUPPORTED = MARKDOWN | TEXT | JSON | JSONL
 
 OVERVIEW_STEMS = frozenset({"readme", "index", "_index", "overview"})
-_FRONTMATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
-_H1 = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.M)
+_FRONTMATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+_H1 = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 _ALERT_NAME = re.compile(r"^[A-Z][a-z0-9]+(?:[A-Z]+[a-z0-9]*)+$")
 
 
@@ -124,7 +124,7 @@ def infer_kind(given: str | None, meta: dict[str, Any], rel: Path, body: str) ->
         return "postmortem"
     if meta.get("alerts"):
         return "runbook"
-    heads = {h.strip().lower() for h in re.findall(r"^#{1,6}\s+(.+)$", body, re.M)}
+    heads = {h.strip().lower() for h in re.findall(r"^#{1,6}\s+(.+)$", body, re.MULTILINE)}
     if {"root cause", "timeline"} & heads or any("root cause" in h for h in heads):
         return "postmortem"
     if {"mitigation", "diagnosis", "meaning"} & heads:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import fnmatch
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from copilot.config import Settings
 from copilot.errors import IngestError

@@ -4,19 +4,16 @@ send them. The dense side gets readable prose; the lexical side also gets identi
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-_TEMPLATE = re.compile(r"\{\{.*?\}\}", re.S)
+_TEMPLATE = re.compile(r"\{\{.*?\}\}", re.DOTALL)
 _URL = re.compile(r"https?://\S+")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _METRIC = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?=\{|\[|\)|\s*(?:[<>=!]=?|$))")
 _PROMQL_WORDS = frozenset(
-    """sum by without on ignoring group_left group_right rate irate increase avg min max count
-    topk bottomk quantile histogram_quantile absent absent_over_time max_over_time min_over_time
-    avg_over_time sum_over_time count_over_time delta deriv predict_linear label_replace
-    label_join vector scalar time clamp_min clamp_max and or unless offset bool le job
-    instance""".split()
+    ["sum", "by", "without", "on", "ignoring", "group_left", "group_right", "rate", "irate", "increase", "avg", "min", "max", "count", "topk", "bottomk", "quantile", "histogram_quantile", "absent", "absent_over_time", "max_over_time", "min_over_time", "avg_over_time", "sum_over_time", "count_over_time", "delta", "deriv", "predict_linear", "label_replace", "label_join", "vector", "scalar", "time", "clamp_min", "clamp_max", "and", "or", "unless", "offset", "bool", "le", "job", "instance"]
 )
 # Labels that say how to route or page, not what is wrong: they add noise to a query.
 _ROUTING_LABELS = frozenset(
@@ -29,7 +26,7 @@ _LINK_ANNOTATIONS = ("runbook_url", "runbook", "grafana_dashboard_link", "dashbo
 
 
 _SERVICE_LABELS = ("service", "type", "app", "application", "component", "service_name")
-_SERVICE_IN_TEXT = re.compile(r"\b(?:the\s+)?`?([A-Za-z][\w.-]{1,40})`?\s+service\b", re.I)
+_SERVICE_IN_TEXT = re.compile(r"\b(?:the\s+)?`?([A-Za-z][\w.-]{1,40})`?\s+service\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -84,7 +81,7 @@ def build_alert_query(
     def scrub(text: str) -> str:
         text = clean_text(str(text))
         if not include_name and name:
-            text = re.sub(re.escape(name), " ", text, flags=re.I)
+            text = re.sub(re.escape(name), " ", text, flags=re.IGNORECASE)
         return text
 
     prose: list[str] = []

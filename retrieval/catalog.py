@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from retrieval.types import Chunk, DocumentRecord
 

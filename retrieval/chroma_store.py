@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -118,9 +119,7 @@ def _clean(meta: Metadata) -> Metadata:
     """Chroma takes str/int/float/bool and non-empty homogeneous lists; drop the rest."""
     out: Metadata = {}
     for key, value in meta.items():
-        if isinstance(value, (str, int, float, bool)):
-            out[key] = value
-        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        if isinstance(value, (str, int, float, bool)) or isinstance(value, list) and value and all(isinstance(v, str) for v in value):
             out[key] = value
     return out
 

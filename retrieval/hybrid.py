@@ -4,8 +4,9 @@ filters, then aggregated to documents (best chunks per document) with citation i
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 from retrieval.index import KnowledgeIndex
 from retrieval.types import ChunkHit, DocumentHit

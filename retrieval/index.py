@@ -13,9 +13,9 @@ Readers only ever return chunks the current catalog lists.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -52,8 +52,8 @@ class KnowledgeIndex:
         self.embedder = embedder
         self.lexical_dir = lexical_dir
         self._lexical: LexicalIndex | None = None
-        self._columns: "ChunkColumns | None" = None
-        self._fields: "DocumentFields | None" = None
+        self._columns: ChunkColumns | None = None
+        self._fields: DocumentFields | None = None
 
     # writing ----------------------------------------------------------------------------
     def begin(self) -> ReconcileStats:
@@ -135,14 +135,14 @@ class KnowledgeIndex:
             )
         return snap
 
-    def fields(self) -> "DocumentFields":
+    def fields(self) -> DocumentFields:
         """A document-level BM25 over titles, alert names, services and paths."""
         generation = self.catalog.generation
         if self._fields is None or self._fields.generation != generation:
             self._fields = DocumentFields.build(self.catalog.documents().values(), generation)
         return self._fields
 
-    def columns(self) -> "ChunkColumns":
+    def columns(self) -> ChunkColumns:
         self.lexical()
         assert self._columns is not None
         return self._columns
@@ -168,7 +168,7 @@ class ChunkColumns:
         return self._service_masks[service]
 
     @classmethod
-    def from_chunks(cls, chunks: list[Chunk], order: list[str] | None = None) -> "ChunkColumns":
+    def from_chunks(cls, chunks: list[Chunk], order: list[str] | None = None) -> ChunkColumns:
         if order is not None:
             by_id = {c.id: c for c in chunks}
             chunks = [by_id[i] for i in order if i in by_id]
@@ -214,7 +214,7 @@ class DocumentFields:
     by_alert: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, docs: Iterable[DocumentRecord], generation: int) -> "DocumentFields":
+    def build(cls, docs: Iterable[DocumentRecord], generation: int) -> DocumentFields:
         ids: list[str] = []
         texts: list[str] = []
         by_service: dict[str, list[str]] = {}

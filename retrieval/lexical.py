@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ class LexicalIndex:
         self._pos = {cid: n for n, cid in enumerate(ids)}
 
     @classmethod
-    def build(cls, ids: Sequence[str], texts: Sequence[str], *, generation: int) -> "LexicalIndex":
+    def build(cls, ids: Sequence[str], texts: Sequence[str], *, generation: int) -> LexicalIndex:
         import bm25s
 
         if not ids:
@@ -50,7 +50,7 @@ class LexicalIndex:
         shutil.rmtree(old, ignore_errors=True)
 
     @classmethod
-    def load(cls, folder: Path) -> "LexicalIndex | None":
+    def load(cls, folder: Path) -> LexicalIndex | None:
         meta = folder / "ids.json"
         if not meta.exists():
             return None

@@ -8,8 +8,9 @@ and ``{"$and": [...]}`` / ``{"$or": [...]}``. ``$contains`` tests membership in 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 

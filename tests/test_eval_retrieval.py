@@ -13,7 +13,12 @@ from copilot import config
 from copilot.cli import app
 from copilot.config import Settings
 from evals.retrieval import (
-    Scores, build_eval_index, gold_rank, load_cases, run_retrieval_eval, source_label,
+    Scores,
+    build_eval_index,
+    gold_rank,
+    load_cases,
+    run_retrieval_eval,
+    source_label,
 )
 from tests.conftest import SHARED, needs_shared, write
 
