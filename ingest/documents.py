@@ -41,7 +41,7 @@ class Document:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def read_text(path: Path, *, max_bytes: int) -> tuple[str, bytes]:
+def read_text(path: Path, *, max_bytes: int) -> str:
     """Read a file as text, refusing unreadable, oversized, binary, non-UTF-8 and empty input."""
     try:
         size = path.stat().st_size
@@ -57,30 +57,28 @@ def read_text(path: Path, *, max_bytes: int) -> tuple[str, bytes]:
     except OSError as exc:
         raise IngestError(f"{path}: cannot read file: {exc.strerror or exc}", path=str(path),
                           reason="unreadable") from exc
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw_text = raw[3:]
-    elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
-            return raw.decode("utf-16"), raw
+            text = raw.decode("utf-16")
         except UnicodeDecodeError as exc:
             raise IngestError(f"{path}: has a UTF-16 byte-order mark but is not valid UTF-16",
                               path=str(path), reason="encoding") from exc
     else:
-        raw_text = raw
-    if b"\x00" in raw_text[:8192]:
-        raise IngestError(f"{path}: looks binary (contains NUL bytes); only text sources are ingested",
-                          path=str(path), reason="binary")
-    try:
-        text = raw_text.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise IngestError(
-            f"{path}: not valid UTF-8 (byte 0x{raw_text[exc.start]:02x} at offset {exc.start}); "
-            "convert it to UTF-8, e.g. iconv -f latin1 -t utf-8",
-            path=str(path), reason="encoding",
-        ) from exc
+        body = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
+        if b"\x00" in body[:8192]:
+            raise IngestError(f"{path}: looks binary (contains NUL bytes); only text sources "
+                              "are ingested", path=str(path), reason="binary")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise IngestError(
+                f"{path}: not valid UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start}); "
+                "convert it to UTF-8, e.g. iconv -f latin1 -t utf-8",
+                path=str(path), reason="encoding",
+            ) from exc
     if not text.strip():
         raise IngestError(f"{path}: file is empty", path=str(path), reason="empty")
-    return text.replace("\r\n", "\n"), raw
+    return text.replace("\r\n", "\n")
 
 
 def split_frontmatter(text: str, path: Path) -> tuple[dict[str, Any], str]:
@@ -211,7 +209,7 @@ def parse_file(path: Path, *, root: Path, kind: str | None, max_bytes: int) -> l
     if suffix not in SUPPORTED:
         raise IngestError(f"{path}: unsupported file type {suffix or '(none)'}; expected one of "
                           f"{', '.join(sorted(SUPPORTED))}", path=str(path), reason="unsupported")
-    text, _raw = read_text(path, max_bytes=max_bytes)
+    text = read_text(path, max_bytes=max_bytes)
     rel = path.relative_to(root.parent) if root.parent in path.parents else Path(path.name)
     if suffix in JSON | JSONL:
         return _parse_export(path, text, rel=rel, kind=kind or "postmortem")

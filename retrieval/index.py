@@ -92,7 +92,7 @@ class KnowledgeIndex:
             stats.deleted = len(stale)
         return stats
 
-    def reconcile(self, progress: Callable[[str], None] | None = None) -> ReconcileStats:
+    def reconcile(self) -> ReconcileStats:
         """Make the vector store hold exactly the catalog's chunks."""
         stats = ReconcileStats()
         in_store = self.store.ids()
