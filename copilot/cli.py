@@ -217,6 +217,30 @@ def eval_retrieval(
         out.print(m, highlight=False)
 
 
+@eval_app.command("logs")
+def eval_logs(
+    loghub: Annotated[Path, typer.Option(help="loghub folder (System/System_2k.log_structured.csv).")],
+    systems: Annotated[str, typer.Option(help="Comma-separated systems.")] = (
+        "HDFS,BGL,OpenSSH,Apache,Zookeeper,Linux"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Grouping accuracy of the log template miner against loghub's gold templates."""
+    from evals.logmine import evaluate_system
+
+    names = [s.strip() for s in systems.split(",") if s.strip()]
+    rows = {name: evaluate_system(loghub, name) for name in names}
+    mean = round(sum(r["grouping_accuracy"] for r in rows.values()) / max(len(rows), 1), 4)
+    if as_json:
+        print(json.dumps({"systems": rows, "mean_grouping_accuracy": mean}, indent=2))
+        return
+    print(f"{'system':<12} {'lines':>6} {'templates':>10} {'gold':>6} {'GA':>7}")
+    for name, r in rows.items():
+        print(f"{name:<12} {r['lines']:>6} {r['templates']:>10} {r['gold_templates']:>6} "
+              f"{r['grouping_accuracy']:>7.4f}")
+    print(f"{'mean':<12} {'':>6} {'':>10} {'':>6} {mean:>7.4f}")
+
+
 @bench_app.command("retrieval")
 def bench_retrieval(
     kb: Annotated[Path, typer.Option(help="Folder of runbooks to ingest.")],
