@@ -37,6 +37,8 @@ def test_ingest_then_search_json(env: Path, corpus: Path) -> None:
     assert results[0]["chunks"][0]["chunk_id"].startswith("rb-cert::")
     res = runner.invoke(app, ["search", "certificate renewal"])
     assert res.exit_code == 0 and "rb-cert" in res.stdout
+    res = runner.invoke(app, ["kb", "stats"])
+    assert res.exit_code == 0 and "6 documents" in res.stdout and "3 runbook" in res.stdout
 
 
 def test_skipped_files_exit_code(env: Path, corpus: Path) -> None:

@@ -80,3 +80,20 @@ def test_real_model_and_chroma_on_the_demo_corpus(tmp_path: Path, real_embedder)
     hits = r.search("consumers falling behind, messages piling up in the topic", k=3,
                     filters=Filters(kinds=("runbook",)))
     assert any(w in hits[0].doc_id for w in ("lag", "backlog", "queue", "kafka")), [h.doc_id for h in hits]
+
+
+def test_ingest_and_search_through_a_chroma_server(tmp_path: Path, corpus: Path,
+                                                   chroma_server: str) -> None:
+    """COPILOT_CHROMA_URL switches the same code path to a real `chroma run` server."""
+    settings = Settings(data_dir=tmp_path / "data", embedding_model="hash",
+                        chroma_url=chroma_server, collection="srv-test")
+    r = build_retriever(settings)
+    from retrieval.chroma_store import ChromaVectorStore
+
+    assert isinstance(r.index.store, ChromaVectorStore)
+    report = run_ingest([corpus], index=r.index, settings=settings)
+    assert report.ok and r.index.store.count() == r.index.catalog.chunk_count()
+    hits = r.search("certificate renewal", k=2, filters=Filters(kinds=("runbook",)))
+    assert hits[0].doc_id == "rb-cert"
+    again = run_ingest([corpus], index=build_retriever(settings).index, settings=settings)
+    assert again.chunks_embedded == 0 and again.unchanged == 6
