@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         description="How the model runs: plain PyTorch, or an ONNX export made locally.",
     )
     embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="Incident store: sqlite:///path or postgresql+psycopg://user:pw@host/db. "
+        "Unset: a SQLite file in the data folder.",
+    )
     chroma_url: str | None = Field(
         default=None,
         description="URL of a Chroma server (http://host:port). Unset: embedded PersistentClient.",
