@@ -29,6 +29,16 @@ bench_app = typer.Typer(help="Measure speed and memory.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
+incidents_app = typer.Typer(help="Incidents: list, show, metrics.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Post alert payloads (Alertmanager, Grafana, PagerDuty, generic).",
+                         no_args_is_help=True)
+changes_app = typer.Typer(help="Post change events (deploys, config pushes, flags).",
+                          no_args_is_help=True)
+logs_app = typer.Typer(help="Post log lines to an incident.", no_args_is_help=True)
+app.add_typer(incidents_app, name="incidents")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(changes_app, name="changes")
+app.add_typer(logs_app, name="logs")
 
 out = Console()
 err = Console(stderr=True)
@@ -271,6 +281,155 @@ def bench_retrieval(
                        backends=[b for b in backends.split(",") if b.strip()], parts=chosen,
                        log=lambda m: err.print(m, highlight=False))
     print(json.dumps(result.sections, indent=2))
+
+
+def _store():  # type: ignore[no-untyped-def]
+    from copilot.store import IncidentStore
+
+    return IncidentStore.open(_settings())
+
+
+def _read_payload(path: Path) -> bytes:
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CopilotError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+@alerts_app.command("post")
+def alerts_post(
+    source: Annotated[str, typer.Option(help="alertmanager, grafana, pagerduty or generic.")],
+    files: Annotated[list[Path], typer.Argument(help="JSON payload files ('-' for stdin).")],
+) -> None:
+    """Record alert payloads; open or attach incidents by the routing rules."""
+    from ingest.alerts import parse_alert_payload
+    from ingest.intake import record_alerts
+    from ingest.routing import load_rules
+
+    settings = _settings()
+    rules = load_rules(settings.routing_file)
+    store = _store()
+    failed = 0
+    for path in files:
+        try:
+            events = parse_alert_payload(source, _read_payload(path),
+                                         max_bytes=settings.max_payload_bytes)
+        except CopilotError as exc:
+            err.print(f"[red]rejected[/] {path}: {exc}", soft_wrap=True)
+            failed += 1
+            continue
+        result = record_alerts(store, events, rules)
+        for o in result.outcomes:
+            out.print(f"{path}: {o['name']} [{o['status']}] → {o['outcome']}"
+                      + (f" (incident {o['incident_id']})" if o["incident_id"] else ""),
+                      highlight=False)
+    if failed:
+        raise typer.Exit(EXIT_SKIPPED)
+
+
+@changes_app.command("post")
+def changes_post(
+    files: Annotated[list[Path], typer.Argument(help="JSON change payloads ('-' for stdin).")],
+) -> None:
+    """Record deploys and config changes; note them on related open incidents."""
+    from ingest.changes import parse_changes, record_changes
+    from ingest.routing import load_rules
+
+    settings = _settings()
+    window = load_rules(settings.routing_file).window_minutes
+    store = _store()
+    failed = 0
+    for path in files:
+        try:
+            changes = parse_changes(_read_payload(path), max_bytes=settings.max_payload_bytes)
+        except CopilotError as exc:
+            err.print(f"[red]rejected[/] {path}: {exc}", soft_wrap=True)
+            failed += 1
+            continue
+        for r in record_changes(store, changes, window_minutes=window):
+            out.print(f"{path}: change {r['id']} → {r['outcome']}", highlight=False)
+    if failed:
+        raise typer.Exit(EXIT_SKIPPED)
+
+
+@incidents_app.command("list")
+def incidents_list(
+    open_only: Annotated[bool, typer.Option("--open", help="Only unresolved incidents.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Incidents, newest first."""
+    from copilot.incidents import list_incidents
+
+    with _store().session() as s:
+        rows = [{"id": i.id, "title": i.title, "severity": i.severity.value,
+                 "status": i.status.value, "services": i.services,
+                 "started_at": i.started_at.isoformat() if i.started_at else None}
+                for i in list_incidents(s, open_only=open_only)]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        out.print("no incidents")
+    for r in rows:
+        out.print(f"#{r['id']} {r['severity']} {r['status']:<13} {r['title']}  "
+                  f"[dim]{', '.join(r['services'])} · {r['started_at']}[/]", highlight=False)
+
+
+@incidents_app.command("show")
+def incidents_show(
+    incident_id: Annotated[int, typer.Argument(help="Incident id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """One incident: fields, alerts and timeline."""
+    from copilot.incidents import get_incident
+
+    with _store().session() as s:
+        i = get_incident(s, incident_id)
+        data = {
+            "id": i.id, "title": i.title, "severity": i.severity.value, "status": i.status.value,
+            "services": i.services, "commander": i.commander, "tech_lead": i.tech_lead,
+            "comms_lead": i.comms_lead,
+            **{k: (getattr(i, k).isoformat() if getattr(i, k) else None) for k in (
+                "started_at", "detected_at", "acknowledged_at", "mitigated_at", "resolved_at")},
+            "alerts": [{"id": a.id, "name": a.name, "status": a.status, "source": a.source,
+                        "service": a.service} for a in i.alerts],
+            "timeline": [{"at": e.at.isoformat(), "kind": e.kind, "actor": e.actor,
+                          "text": e.text} for e in i.timeline],
+        }
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    out.print(f"[bold]#{data['id']} {data['title']}[/]  {data['severity']} · {data['status']}")
+    out.print(f"services: {', '.join(data['services']) or '-'}; commander: "
+              f"{data['commander'] or '-'}; started {data['started_at']}")
+    for a in data["alerts"]:
+        out.print(f"  alert {a['name']} [{a['status']}] from {a['source']}", highlight=False)
+    for e in data["timeline"]:
+        out.print(f"  {e['at']}  {e['text']}  [dim]({e['actor']})[/]", highlight=False)
+
+
+@incidents_app.command("metrics")
+def incidents_metrics(
+    since: Annotated[Optional[dt.datetime], typer.Option(formats=["%Y-%m-%d"])] = None,
+    until: Annotated[Optional[dt.datetime], typer.Option(formats=["%Y-%m-%d"])] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """MTTD, MTTA, MTTM and MTTR over incidents started in a period (minutes)."""
+    from copilot.incidents import metrics
+
+    utc = dt.timezone.utc
+    with _store().session() as s:
+        m = metrics(s, since=since.replace(tzinfo=utc) if since else None,
+                    until=until.replace(tzinfo=utc) if until else None)
+    if as_json:
+        print(json.dumps(m, indent=2))
+        return
+    out.print(f"{m['incidents']} incidents")
+    for key in ("mttd", "mtta", "mttm", "mttr"):
+        v = m[key]
+        out.print(f"  {key.upper()}: mean {v['mean']} min, median {v['median']} min (n={v['n']})")
 
 
 def main() -> None:

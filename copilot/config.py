@@ -37,6 +37,10 @@ class Settings(BaseSettings):
         description="Incident store: sqlite:///path or postgresql+psycopg://user:pw@host/db. "
         "Unset: a SQLite file in the data folder.",
     )
+    routing_file: Path | None = Field(
+        default=None, description="YAML routing rules for alerts (see ingest/routing.py)."
+    )
+    max_payload_bytes: int = Field(default=1_000_000, ge=1, description="Webhook body limit.")
     chroma_url: str | None = Field(
         default=None,
         description="URL of a Chroma server (http://host:port). Unset: embedded PersistentClient.",

@@ -80,7 +80,8 @@ class Incident(Base):
 
     alerts: Mapped[list[Alert]] = relationship(back_populates="incident")
     timeline: Mapped[list[TimelineEntry]] = relationship(
-        back_populates="incident", order_by="TimelineEntry.at", cascade="all, delete-orphan"
+        back_populates="incident", order_by=lambda: (TimelineEntry.at, TimelineEntry.id),
+        cascade="all, delete-orphan",
     )
 
 

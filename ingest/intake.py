@@ -1,0 +1,149 @@
+"""Alert intake: store normalized alert events, deduplicated by fingerprint, and attach them to
+an open incident or open a new one, following the routing rules. One transaction per payload:
+either every event of a delivery is recorded (with its timeline entries) or none is."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from copilot.incidents import log, open_incident
+from copilot.models import Alert, Incident, Severity, Status, utcnow
+from copilot.store import IncidentStore
+from ingest.alerts import AlertEvent
+from ingest.routing import RoutingRules
+
+SEVERITY_RANK = {Severity.SEV1: 1, Severity.SEV2: 2, Severity.SEV3: 3, Severity.SEV4: 4}
+
+
+@dataclass
+class IntakeResult:
+    outcomes: list[dict[str, object]] = field(default_factory=list)
+
+    def add(self, event: AlertEvent, outcome: str, alert_id: int, incident_id: int | None) -> None:
+        self.outcomes.append({"fingerprint": event.fingerprint, "name": event.name,
+                              "status": event.status, "outcome": outcome, "alert_id": alert_id,
+                              "incident_id": incident_id})
+
+
+def _fields(event: AlertEvent) -> dict[str, str]:
+    out = {k: str(v) for k, v in event.labels.items()}
+    out.setdefault("alertname", event.name)
+    if event.service:
+        out.setdefault("service", event.service)
+    if event.severity:
+        out.setdefault("severity", event.severity)
+    out["source"] = event.source
+    return out
+
+
+def _matching_incident(session: Session, event: AlertEvent, rules: RoutingRules,
+                       now: dt.datetime) -> tuple[Incident | None, str]:
+    since = now - dt.timedelta(minutes=rules.window_minutes)
+    candidates = session.scalars(
+        select(Incident).where(Incident.status != Status.resolved).order_by(Incident.id.desc())
+    ).all()
+    for incident in candidates:
+        recent = [a.last_received_at for a in incident.alerts] + [incident.started_at or now]
+        if max(recent) < since:
+            continue
+        if "service" in rules.match_on and event.service and event.service in incident.services:
+            return incident, f"same service {event.service}"
+        if "group" in rules.match_on and event.group_key and any(
+                a.labels.get("__group_key__") == event.group_key for a in incident.alerts):
+            return incident, "same alert group"
+    return None, ""
+
+
+def _attach(session: Session, incident: Incident, alert: Alert, event: AlertEvent,
+            rules: RoutingRules, why: str, now: dt.datetime) -> None:
+    alert.incident = incident
+    if event.service and event.service not in incident.services:
+        incident.services = sorted({*incident.services, event.service})
+    log(session, incident, f"Alert {event.name} ({event.source}) attached: {why} within "
+        f"{rules.window_minutes} min", ref={"alert_id": alert.id, "fingerprint": event.fingerprint},
+        at=now)
+    severity, reason = rules.severity_for(_fields(event))
+    if event.status == "firing" and SEVERITY_RANK[severity] < SEVERITY_RANK[incident.severity]:
+        log(session, incident, f"Severity raised {incident.severity.value} → {severity.value} "
+            f"by alert {event.name} ({reason})", at=now)
+        incident.severity = severity
+
+
+def record_alerts(store: IncidentStore, events: list[AlertEvent], rules: RoutingRules,
+                  *, now: dt.datetime | None = None) -> IntakeResult:
+    """Record one delivery's events; commits before returning (accepted means persisted)."""
+    now = now or utcnow()
+    result = IntakeResult()
+    with store.session() as session:
+        for event in events:
+            result_outcome, alert = _upsert(session, event, now)
+            session.flush()
+            rule = rules.first_rule(_fields(event))
+            if result_outcome in ("duplicate", "stale") or (rule and rule.action == "ignore"):
+                outcome = result_outcome if result_outcome in ("duplicate", "stale") else "ignored"
+                result.add(event, outcome, alert.id, alert.incident_id)
+                continue
+            if alert.incident is not None:
+                verb = "resolved" if event.status == "resolved" else "firing again"
+                log(session, alert.incident, f"Alert {event.name} {verb}",
+                    ref={"alert_id": alert.id}, at=now)
+            else:
+                incident, why = _matching_incident(session, event, rules, now)
+                if incident is not None:
+                    _attach(session, incident, alert, event, rules, why, now)
+                    result_outcome = f"{result_outcome}, attached"
+                elif event.status == "firing":
+                    severity, reason = rules.severity_for(_fields(event))
+                    title = event.name + (f" on {event.service}" if event.service else "")
+                    incident = open_incident(
+                        session, title=title, severity=severity,
+                        services=[event.service] if event.service else [],
+                        started_at=event.starts_at or now, detected_at=now,
+                        reason=f"alert {event.name} from {event.source}; {reason}", at=now,
+                    )
+                    session.flush()
+                    alert.incident = incident
+                    log(session, incident, f"Alert {event.name} ({event.source}) opened this "
+                        "incident", ref={"alert_id": alert.id}, at=now)
+                    result_outcome = f"{result_outcome}, opened incident"
+            session.flush()
+            result.add(event, result_outcome, alert.id, alert.incident_id)
+    return result
+
+
+def _upsert(session: Session, event: AlertEvent, now: dt.datetime) -> tuple[str, Alert]:
+    """Insert or update the alert row. Outcomes: new, duplicate (same delivery again), resolved,
+    refired, stale (a firing older than the resolve already stored)."""
+    alert = session.scalars(select(Alert).where(
+        Alert.source == event.source, Alert.fingerprint == event.fingerprint)).one_or_none()
+    labels = dict(event.labels)
+    if event.group_key:
+        labels["__group_key__"] = event.group_key
+    if alert is None:
+        alert = Alert(source=event.source, fingerprint=event.fingerprint, name=event.name,
+                      status=event.status, severity=event.severity, service=event.service,
+                      labels=labels, annotations=dict(event.annotations),
+                      starts_at=event.starts_at, ends_at=event.ends_at,
+                      first_received_at=now, last_received_at=now)
+        session.add(alert)
+        return ("new" if event.status == "firing" else "resolved before firing"), alert
+    same = (alert.status == event.status and alert.starts_at == event.starts_at
+            and alert.ends_at == event.ends_at)
+    if same:
+        return "duplicate", alert
+    if event.status == "firing" and alert.status == "resolved" and alert.ends_at is not None \
+            and event.starts_at is not None and event.starts_at <= alert.ends_at:
+        return "stale", alert  # the firing of an alert whose resolve came first
+    outcome = "resolved" if event.status == "resolved" else "refired"
+    alert.status = event.status
+    alert.starts_at = event.starts_at or alert.starts_at
+    alert.ends_at = event.ends_at if event.status == "resolved" else None
+    alert.labels = labels
+    alert.annotations = dict(event.annotations)
+    alert.last_received_at = now
+    alert.deliveries += 1
+    return outcome, alert
