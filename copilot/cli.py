@@ -283,6 +283,19 @@ def bench_retrieval(
     print(json.dumps(result.sections, indent=2))
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8080,
+) -> None:
+    """Run the HTTP service (webhook receivers) with the embedded defaults."""
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(create_app(_settings()), host=host, port=port, log_level="info")
+
+
 def _store():  # type: ignore[no-untyped-def]
     from copilot.store import IncidentStore
 
@@ -412,8 +425,8 @@ def incidents_show(
 
 @incidents_app.command("metrics")
 def incidents_metrics(
-    since: Annotated[Optional[dt.datetime], typer.Option(formats=["%Y-%m-%d"])] = None,
-    until: Annotated[Optional[dt.datetime], typer.Option(formats=["%Y-%m-%d"])] = None,
+    since: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
+    until: Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """MTTD, MTTA, MTTM and MTTR over incidents started in a period (minutes)."""

@@ -1,0 +1,84 @@
+"""The HTTP app (webhook receivers for now; the chat, summary and drafts routes come with the
+API issue). Errors from the CopilotError hierarchy become HTTP responses here and only here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from copilot.config import Settings, get_settings
+from copilot.errors import ConfigError, CopilotError, IngestError
+from copilot.store import IncidentStore
+from ingest.routing import RoutingRules, load_rules
+
+STATUS_BY_REASON = {"json": 400, "schema": 422, "source": 404, "oversized": 413}
+
+
+class _State:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = IncidentStore.open(settings)
+        self.rules: RoutingRules = load_rules(settings.routing_file)
+
+
+def get_state(request: Request) -> _State:
+    return request.app.state.copilot  # type: ignore[no-any-return]
+
+
+StateDep = Annotated[_State, Depends(get_state)]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="Incident Copilot", version="0.1.0")
+    app.state.copilot = _State(settings)
+
+    @app.exception_handler(CopilotError)
+    async def _copilot_error(_request: Request, exc: CopilotError) -> JSONResponse:
+        if isinstance(exc, IngestError):
+            code = STATUS_BY_REASON.get(exc.reason, 422)
+        elif isinstance(exc, ConfigError):
+            code = 500
+        else:
+            code = 400
+        return JSONResponse(status_code=code, content={"error": str(exc)})
+
+    async def body(request: Request, limit: int) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise IngestError(f"payload is {int(declared):,} bytes, over the {limit:,}-byte limit",
+                              reason="oversized")
+        data = b""
+        async for part in request.stream():
+            data += part
+            if len(data) > limit:
+                raise IngestError(f"payload is over the {limit:,}-byte limit", reason="oversized")
+        return data
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/webhooks/alerts/{source}")
+    async def post_alerts(source: str, request: Request, st: StateDep) -> dict[str, Any]:
+        """Alertmanager (v4), Grafana, PagerDuty (V3) or generic JSON, exactly as sent."""
+        from ingest.alerts import parse_alert_payload
+        from ingest.intake import record_alerts
+
+        raw = await body(request, st.settings.max_payload_bytes)
+        events = parse_alert_payload(source, raw, max_bytes=st.settings.max_payload_bytes)
+        result = record_alerts(st.store, events, st.rules)  # committed before we answer
+        return {"accepted": len(events), "outcomes": result.outcomes}
+
+    @app.post("/webhooks/changes")
+    async def post_changes(request: Request, st: StateDep) -> dict[str, Any]:
+        from ingest.changes import parse_changes, record_changes
+
+        raw = await body(request, st.settings.max_payload_bytes)
+        changes = parse_changes(raw, max_bytes=st.settings.max_payload_bytes)
+        results = record_changes(st.store, changes, window_minutes=st.rules.window_minutes)
+        return {"accepted": len(changes), "results": results}
+
+    return app

@@ -1,0 +1,108 @@
+"""Webhook receivers over HTTP: the app in-process, and a real `copilot serve` killed with
+SIGKILL to show that everything acknowledged was already persisted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from copilot.config import Settings
+from tests.test_alert_payloads import GRAFANA, alertmanager, crashloop, pagerduty
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> TestClient:
+    return TestClient(create_app(Settings(data_dir=tmp_path / "data", max_payload_bytes=50_000)))
+
+
+def test_each_source_over_http(client: TestClient) -> None:
+    r = client.post("/webhooks/alerts/alertmanager", content=json.dumps(alertmanager(crashloop("a"))))
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == 1 and "opened incident" in r.json()["outcomes"][0]["outcome"]
+    again = client.post("/webhooks/alerts/alertmanager", content=json.dumps(alertmanager(crashloop("a"))))
+    assert again.json()["outcomes"][0]["outcome"] == "duplicate"
+    assert client.post("/webhooks/alerts/grafana", json=GRAFANA).status_code == 200
+    pd = client.post("/webhooks/alerts/pagerduty", json=pagerduty("incident.triggered", "triggered"))
+    assert pd.status_code == 200 and pd.json()["accepted"] == 1
+    ch = client.post("/webhooks/changes", json={"service": "checkout", "kind": "deploy",
+                                                 "time": "2026-11-27T13:55:00Z", "id": "d1"})
+    assert ch.status_code == 200 and ch.json()["results"][0]["outcome"] == "new"
+
+
+@pytest.mark.parametrize(("path", "body", "code", "words"), [
+    ("/webhooks/alerts/alertmanager", b"{not json", 400, "not valid JSON"),
+    ("/webhooks/alerts/alertmanager", b'{"version": "4", "alerts": "x"}', 422,
+     "status: required field is missing"),
+    ("/webhooks/alerts/nagios", b"{}", 404, "alertmanager"),
+    ("/webhooks/alerts/generic", b'{"name": "' + b"x" * 60_000 + b'"}', 413, "limit"),
+    ("/webhooks/changes", b'{"service": "a", "time": "soon"}', 422, "change.time"),
+])
+def test_bad_payloads_get_clear_errors_and_store_nothing(
+    client: TestClient, path: str, body: bytes, code: int, words: str
+) -> None:
+    r = client.post(path, content=body)
+    assert r.status_code == code, r.text
+    assert words in r.json()["error"]
+    ok = client.post("/webhooks/alerts/generic", json={"name": "Probe", "service": "s"})
+    assert ok.json()["outcomes"][0]["incident_id"] == 1  # nothing was half-written before
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _post(url: str, payload: dict) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def test_acknowledged_alerts_survive_sigkill(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "COPILOT_DATA_DIR": str(tmp_path / "data")}
+    cmd = [sys.executable, "-m", "copilot.cli", "serve", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+        acked = []
+        for n in range(20):  # bounded
+            out = _post(f"{base}/webhooks/alerts/generic",
+                        {"name": f"Alert{n}", "service": f"svc-{n % 3}", "severity": "critical"})
+            acked.append(out["outcomes"][0]["alert_id"])
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    res = subprocess.run([sys.executable, "-m", "copilot.cli", "incidents", "list", "--json"],
+                         env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    incidents = json.loads(res.stdout)
+    assert len(incidents) == 3 and {s for i in incidents for s in i["services"]} == {
+        "svc-0", "svc-1", "svc-2"}
+    from copilot.models import Alert
+    from copilot.store import IncidentStore
+
+    with IncidentStore.open(Settings(data_dir=tmp_path / "data")).session() as s:
+        assert sorted(a.id for a in s.query(Alert)) == sorted(acked)
