@@ -37,7 +37,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(CopilotError)
     async def _copilot_error(_request: Request, exc: CopilotError) -> JSONResponse:
-        if isinstance(exc, IngestError):
+        from copilot.incidents import IncidentError
+
+        if isinstance(exc, IncidentError):
+            code = 404 if "no incident" in str(exc) else 409
+        elif isinstance(exc, IngestError):
             code = STATUS_BY_REASON.get(exc.reason, 422)
         elif isinstance(exc, ConfigError):
             code = 500
@@ -80,5 +84,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         changes = parse_changes(raw, max_bytes=st.settings.max_payload_bytes)
         results = record_changes(st.store, changes, window_minutes=st.rules.window_minutes)
         return {"accepted": len(changes), "results": results}
+
+    @app.post("/webhooks/logs")
+    async def post_logs(incident: int, request: Request, st: StateDep,
+                        service: str | None = None) -> dict[str, Any]:
+        """Plain-text or JSON log lines in the body, one per line, for incident ``incident``."""
+        from ingest.log_intake import record_logs
+        from ingest.logs import read_lines
+
+        raw = await body(request, st.settings.max_payload_bytes)
+        lines = list(read_lines(raw.decode("utf-8", "replace").splitlines(),
+                                default_service=service))
+        return record_logs(st.store, incident_id=incident, lines=lines)
 
     return app

@@ -367,6 +367,32 @@ def changes_post(
         raise typer.Exit(EXIT_SKIPPED)
 
 
+@logs_app.command("post")
+def logs_post(
+    incident: Annotated[int, typer.Option("--incident", help="Incident id.")],
+    files: Annotated[list[Path], typer.Argument(help="Log files (plain text or JSON lines).")],
+    service: Annotated[str | None, typer.Option(help="Service, when lines do not say.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Add log lines to an incident and show its top new or spiking patterns."""
+    from ingest.log_intake import record_logs
+    from ingest.logs import read_lines
+
+    lines = []
+    for path in files:
+        lines.extend(read_lines(path, default_service=service))  # all read before any write
+    result = record_logs(_store(), incident_id=incident, lines=lines)
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+        return
+    out.print(f"{result['lines']} lines added; {result['patterns']} patterns over "
+              f"{result['total_lines']} lines")
+    for p in result["top"]:
+        out.print(f"  {'NEW ' if p['new'] else '    '}{p['level'] or '-':<5} x{p['count']:<5} "
+                  f"(before: {p['baseline']}) score {p['score']:.2f}  {p['template']}",
+                  highlight=False)
+
+
 @incidents_app.command("list")
 def incidents_list(
     open_only: Annotated[bool, typer.Option("--open", help="Only unresolved incidents.")] = False,

@@ -69,13 +69,9 @@ class ParsedLine:
 
 def normalize_level(value: Any) -> str | None:
     """Map 'warning', 'ERR', pino's 50 ... onto LEVELS so ranking and filters see one spelling."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return _PINO.get(int(value))
-    if not isinstance(value, str):
-        return None
-    word = value.strip().strip("[]<>:").upper()
+    word = value.strip().strip("[]<>:").upper() if isinstance(value, str) else ""
     word = _LEVEL_ALIASES.get(word, word)
     return word if word in LEVELS else None
 
@@ -116,11 +112,8 @@ def parse_timestamp(value: Any) -> datetime | None:
                 v /= scale
                 break
         return datetime.fromtimestamp(v, UTC)
-    if isinstance(value, str):
-        m = _ISO.match(value.strip())
-        if m:
-            return _dt(int(m["y"]), int(m["m"]), int(m["d"]), m.groupdict(), m["tz"])
-    return None
+    m = _ISO.match(value.strip()) if isinstance(value, str) else None
+    return _dt(int(m["y"]), int(m["m"]), int(m["d"]), m.groupdict(), m["tz"]) if m else None
 
 
 def _get(fields: dict[str, Any], key: str) -> Any:
@@ -215,8 +208,7 @@ def _parse(text: str, default_year: int | None) -> tuple[Any, ...] | None:
         ts = _dt(int(m["y"]), int(m["m"]), int(m["d"]), m.groupdict(), m["tz"])
         rest = text[m.end():]
         if (fields := _logfmt(rest)) is not None:
-            _, level, service, msg = _from_fields(fields, rest)
-            return ts, level, service, msg
+            return (ts, *_from_fields(fields, rest)[1:])
         level, service, msg = _level_rest(rest)
         if level is None and (tag := _SYSLOG_TAG.match(rest)):
             return ts, None, tag["prog"], tag["msg"]
@@ -240,10 +232,9 @@ def _parse(text: str, default_year: int | None) -> tuple[Any, ...] | None:
     if m := _RFC3164.match(text):
         mon, day = _MONTHS[m["mon"]], int(m["d"])
         ts = _dt(_year(mon, day, default_year), mon, day, m.groupdict())
-        level = _SYSLOG_SEVERITY[int(m["pri"]) % 8] if m["pri"] else None
-        msg = m["msg"]
-        if level is None:
-            level, _, msg = _level_rest(msg, scan=1)
+        if m["pri"]:
+            return ts, _SYSLOG_SEVERITY[int(m["pri"]) % 8], m["prog"], m["msg"]
+        level, _, msg = _level_rest(m["msg"], scan=1)
         return ts, level, m["prog"], msg
     if (fields := _logfmt(text)) is not None:
         return _from_fields(fields, text)

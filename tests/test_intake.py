@@ -211,3 +211,35 @@ def test_status_roles_and_metrics(store: IncidentStore) -> None:
     lines = timeline(store, inc_id)
     assert "Acknowledged by ana" in lines and "commander: ana" in lines
     assert "Status monitoring → resolved" in lines
+
+
+def test_logs_are_stored_mined_and_scored_against_the_baseline(store: IncidentStore) -> None:
+    from copilot.models import LogLine, LogPattern
+    from ingest.log_intake import record_logs
+    from ingest.logs import read_lines
+
+    res = record_alerts(store, [event(starts=T0)], RoutingRules(), now=T0)
+    inc_id = int(res.outcomes[0]["incident_id"])
+    text = []
+    for m in range(60):  # an hour of steady traffic before, twenty minutes after
+        ts = T0 - dt.timedelta(minutes=60 - m)
+        text.append(f"{ts.isoformat()} INFO request served in {m % 7 + 3} ms")
+    for m in range(20):
+        ts = T0 + dt.timedelta(minutes=m)
+        text.append(f"{ts.isoformat()} INFO request served in {m % 5 + 9} ms")
+        text += [f"{ts.isoformat()} ERROR pool timeout after {30 + n} s waiting for ledger-db"
+                 for n in range(5)]
+    out = record_logs(store, incident_id=inc_id, lines=list(read_lines(text)))
+    assert out["lines"] == 180 and out["patterns"] == 2
+    assert out["top"][0]["new"] and out["top"][0]["level"] == "ERROR"
+    assert out["top"][0]["template"] == "pool timeout after <*> s waiting for ledger-db"
+    assert not out["top"][1]["new"] and out["top"][1]["baseline"] == 60
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(LogLine)) == 180
+        patterns = s.scalars(select(LogPattern).order_by(LogPattern.score.desc())).all()
+        assert patterns[0].count == 100 and len(patterns[0].sample_line_ids) == 5
+        linked = s.scalars(select(LogLine).where(LogLine.pattern_id == patterns[0].id)).all()
+        assert len(linked) == 100
+    assert "Top new or spiking: NEW ERROR ×100" in timeline(store, inc_id)[-1]
+    with pytest.raises(IncidentError, match="no incident with id 99"):
+        record_logs(store, incident_id=99, lines=[])
