@@ -335,9 +335,8 @@ def alerts_post(
             continue
         result = record_alerts(store, events, rules)
         for o in result.outcomes:
-            out.print(f"{path}: {o['name']} [{o['status']}] → {o['outcome']}"
-                      + (f" (incident {o['incident_id']})" if o["incident_id"] else ""),
-                      highlight=False)
+            print(f"{path}: {o['name']} [{o['status']}] → {o['outcome']}"
+                  + (f" (incident {o['incident_id']})" if o["incident_id"] else ""))
     if failed:
         raise typer.Exit(EXIT_SKIPPED)
 
@@ -362,7 +361,7 @@ def changes_post(
             failed += 1
             continue
         for r in record_changes(store, changes, window_minutes=window):
-            out.print(f"{path}: change {r['id']} → {r['outcome']}", highlight=False)
+            print(f"{path}: change {r['id']} → {r['outcome']}")
     if failed:
         raise typer.Exit(EXIT_SKIPPED)
 
@@ -388,9 +387,8 @@ def logs_post(
     out.print(f"{result['lines']} lines added; {result['patterns']} patterns over "
               f"{result['total_lines']} lines")
     for p in result["top"]:
-        out.print(f"  {'NEW ' if p['new'] else '    '}{p['level'] or '-':<5} x{p['count']:<5} "
-                  f"(before: {p['baseline']}) score {p['score']:.2f}  {p['template']}",
-                  highlight=False)
+        print(f"  {'NEW ' if p['new'] else '    '}{p['level'] or '-':<5} x{p['count']:<5} "
+              f"(before: {p['baseline']}) score {p['score']:.2f}  {p['template']}")
 
 
 @incidents_app.command("list")
@@ -412,8 +410,8 @@ def incidents_list(
     if not rows:
         out.print("no incidents")
     for r in rows:
-        out.print(f"#{r['id']} {r['severity']} {r['status']:<13} {r['title']}  "
-                  f"[dim]{', '.join(r['services'])} · {r['started_at']}[/]", highlight=False)
+        print(f"#{r['id']} {r['severity']} {r['status']:<13} {r['title']}  "
+              f"({', '.join(r['services'])} · {r['started_at']})")
 
 
 @incidents_app.command("show")
@@ -444,9 +442,9 @@ def incidents_show(
     out.print(f"services: {', '.join(data['services']) or '-'}; commander: "
               f"{data['commander'] or '-'}; started {data['started_at']}")
     for a in data["alerts"]:
-        out.print(f"  alert {a['name']} [{a['status']}] from {a['source']}", highlight=False)
+        print(f"  alert {a['name']} [{a['status']}] from {a['source']}")
     for e in data["timeline"]:
-        out.print(f"  {e['at']}  {e['text']}  [dim]({e['actor']})[/]", highlight=False)
+        print(f"  {e['at']}  {e['text']}  ({e['actor']})")
 
 
 @incidents_app.command("metrics")

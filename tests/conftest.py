@@ -177,3 +177,39 @@ def corpus(tmp_path: Path) -> Path:
         write(root / "runbooks" / f"{rid}.md", RUNBOOK.format(
             id=rid, title=title, service=svc, alert=alert, meaning=meaning, mitigation=mitigation))
     return root
+
+
+PG_URL = os.environ.get("COPILOT_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def incident_store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The incident store on a SQLite file, and on the real PostgreSQL server that .ci/run
+    starts (a fresh schema per test). CI fails rather than skips when PostgreSQL is missing."""
+    from sqlalchemy import create_engine, text
+
+    from copilot.store import IncidentStore, make_engine, migrate
+
+    if request.param == "sqlite":
+        store = IncidentStore.open(Settings(data_dir=tmp_path / "data"))
+        yield store
+        store.engine.dispose()
+        return
+    if not PG_URL:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide COPILOT_TEST_POSTGRES_URL (see .ci/run)")
+        pytest.skip("no PostgreSQL: set COPILOT_TEST_POSTGRES_URL (CI always does)")
+    import uuid
+
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    engine = make_engine(f"{PG_URL}{sep}options=-csearch_path%3D{schema}")
+    migrate(engine)
+    yield IncidentStore(engine)
+    engine.dispose()
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()

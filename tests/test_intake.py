@@ -38,8 +38,8 @@ def event(name: str = "CheckoutHighErrorRate", *, status: str = "firing", fp: st
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> IncidentStore:
-    return IncidentStore.open(Settings(data_dir=tmp_path / "data"))
+def store(incident_store: IncidentStore) -> IncidentStore:
+    return incident_store
 
 
 def count(store: IncidentStore, model: type) -> int:
