@@ -22,6 +22,8 @@ $(VENV)/.test-installed: $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
 	$(BIN)/copilot demo
+	@echo "serving on http://127.0.0.1:8080 (webhooks: /webhooks/alerts/{source}, /webhooks/changes, /webhooks/logs); Ctrl-C stops"
+	$(BIN)/copilot serve
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -q

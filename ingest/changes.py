@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from copilot.errors import IngestError
 from copilot.incidents import log
@@ -103,6 +104,33 @@ def parse_changes(body: bytes | str | dict[str, Any], *, max_bytes: int = 1_000_
     return out
 
 
+def describe(change: ChangeEvent) -> str:
+    what = f"{change.kind.replace('_', ' ')} of {change.service}"
+    if change.version:
+        what += f" {change.version}"
+    return (f"Change: {what}" + (f" by {change.author}" if change.author else "")
+            + (f" — {change.description}" if change.description else ""))
+
+
+def note_recent_changes(session: Session, incident: Incident, services: list[str], *,
+                        window_minutes: int, until: dt.datetime) -> int:
+    """Put the stored changes to ``services`` from the window before the incident started
+    onto its timeline (used when an incident opens or gains a service)."""
+    start = incident.started_at or until
+    rows = session.scalars(select(ChangeEvent).where(
+        ChangeEvent.service.in_(services),
+        ChangeEvent.at >= start - dt.timedelta(minutes=window_minutes),
+        ChangeEvent.at <= until).order_by(ChangeEvent.at)).all()
+    noted = {e.ref.get("change_id") for e in incident.timeline}
+    count = 0
+    for row in rows:
+        if row.id not in noted:
+            log(session, incident, describe(row), kind="change", at=row.at,
+                ref={"change_id": row.id})
+            count += 1
+    return count
+
+
 def record_changes(store: IncidentStore, changes: list[ChangeIn], *,
                    window_minutes: int = 60) -> list[dict[str, object]]:
     """Store changes (a known ``id`` is a no-op) and note them on related open incidents."""
@@ -123,13 +151,8 @@ def record_changes(store: IncidentStore, changes: list[ChangeIn], *,
                 start = incident.started_at or change.at
                 if change.service in incident.services and \
                         change.at >= start - dt.timedelta(minutes=window_minutes):
-                    what = f"{change.kind.replace('_', ' ')} of {change.service}"
-                    if change.version:
-                        what += f" {change.version}"
-                    log(session, incident, f"Change: {what}"
-                        + (f" by {change.author}" if change.author else "")
-                        + (f" — {change.description}" if change.description else ""),
-                        kind="change", at=change.at, ref={"change_id": row.id})
+                    log(session, incident, describe(row), kind="change", at=change.at,
+                        ref={"change_id": row.id})
                     noted.append(incident.id)
             results.append({"id": row.id, "outcome": "new", "incidents": noted})
     return results

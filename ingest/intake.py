@@ -14,6 +14,7 @@ from copilot.incidents import log, open_incident
 from copilot.models import Alert, Incident, Severity, Status, utcnow
 from copilot.store import IncidentStore
 from ingest.alerts import AlertEvent
+from ingest.changes import note_recent_changes
 from ingest.routing import RoutingRules
 
 SEVERITY_RANK = {Severity.SEV1: 1, Severity.SEV2: 2, Severity.SEV3: 3, Severity.SEV4: 4}
@@ -63,6 +64,8 @@ def _attach(session: Session, incident: Incident, alert: Alert, event: AlertEven
     alert.incident = incident
     if event.service and event.service not in incident.services:
         incident.services = sorted({*incident.services, event.service})
+        note_recent_changes(session, incident, [event.service],
+                            window_minutes=rules.window_minutes, until=now)
     log(session, incident, f"Alert {event.name} ({event.source}) attached: {why} within "
         f"{rules.window_minutes} min", ref={"alert_id": alert.id, "fingerprint": event.fingerprint},
         at=now)
@@ -109,6 +112,8 @@ def record_alerts(store: IncidentStore, events: list[AlertEvent], rules: Routing
                     alert.incident = incident
                     log(session, incident, f"Alert {event.name} ({event.source}) opened this "
                         "incident", ref={"alert_id": alert.id}, at=now)
+                    note_recent_changes(session, incident, incident.services,
+                                        window_minutes=rules.window_minutes, until=now)
                     result_outcome = f"{result_outcome}, opened incident"
             session.flush()
             result.add(event, result_outcome, alert.id, alert.incident_id)

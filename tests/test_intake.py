@@ -243,3 +243,15 @@ def test_logs_are_stored_mined_and_scored_against_the_baseline(store: IncidentSt
     assert "Top new or spiking: NEW ERROR ×100" in timeline(store, inc_id)[-1]
     with pytest.raises(IncidentError, match="no incident with id 99"):
         record_logs(store, incident_id=99, lines=[])
+
+
+def test_changes_before_an_incident_are_noted_when_it_opens(store: IncidentStore) -> None:
+    record_changes(store, parse_changes({"id": "d9", "service": "checkout-api", "kind": "deploy",
+                                         "version": "2.84.0", "time": "2026-11-27T13:56:00Z"}))
+    record_changes(store, parse_changes({"id": "old", "service": "checkout-api",
+                                         "time": "2026-11-27T09:00:00Z"}))
+    res = record_alerts(store, [event(starts=T0)], RoutingRules(), now=T0)
+    lines = timeline(store, int(res.outcomes[0]["incident_id"]))
+    assert lines[0] == "Change: deploy of checkout-api 2.84.0"  # ordered by time, before opening
+    assert not any("09:00" in t or t.endswith("checkout-api") and "deploy" not in t for t in lines)
+    assert sum(t.startswith("Change:") for t in lines) == 1
