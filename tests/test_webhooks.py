@@ -106,3 +106,17 @@ def test_acknowledged_alerts_survive_sigkill(tmp_path: Path) -> None:
 
     with IncidentStore.open(Settings(data_dir=tmp_path / "data")).session() as s:
         assert sorted(a.id for a in s.query(Alert)) == sorted(acked)
+
+
+def test_logs_webhook(client: TestClient) -> None:
+    r = client.post("/webhooks/alerts/generic", json={"name": "Probe", "service": "api",
+                                                      "starts_at": "2026-11-27T14:00:00Z"})
+    inc = r.json()["outcomes"][0]["incident_id"]
+    body = "\n".join(
+        [f'{{"ts": "2026-11-27T13:{m:02d}:00Z", "level": "info", "msg": "ok {m}"}}' for m in range(30)]
+        + [f"2026-11-27T14:{m:02d}:00Z ERROR upstream reset {m}" for m in range(10)])
+    r = client.post(f"/webhooks/logs?incident={inc}&service=api", content=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["lines"] == 40 and r.json()["top"][0]["new"] is True
+    assert client.post("/webhooks/logs?incident=999", content="x").status_code == 404
+    assert client.post(f"/webhooks/logs?incident={inc}", content="x" * 60_000).status_code == 413
