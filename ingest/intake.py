@@ -8,6 +8,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from copilot.incidents import log, open_incident
@@ -77,9 +78,22 @@ def _attach(session: Session, incident: Incident, alert: Alert, event: AlertEven
 
 
 def record_alerts(store: IncidentStore, events: list[AlertEvent], rules: RoutingRules,
-                  *, now: dt.datetime | None = None) -> IntakeResult:
-    """Record one delivery's events; commits before returning (accepted means persisted)."""
-    now = now or utcnow()
+                  *, now: dt.datetime | None = None, attempts: int = 3) -> IntakeResult:
+    """Record one delivery's events; commits before returning (accepted means persisted).
+
+    Two workers receiving the same new alert at once race on the (source, fingerprint) key: the
+    loser's transaction rolls back whole and is retried, and then sees the winner's row."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _record_alerts(store, events, rules, now or utcnow())
+        except IntegrityError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _record_alerts(store: IncidentStore, events: list[AlertEvent], rules: RoutingRules,
+                   now: dt.datetime) -> IntakeResult:
     result = IntakeResult()
     with store.session() as session:
         for event in events:

@@ -255,3 +255,25 @@ def test_changes_before_an_incident_are_noted_when_it_opens(store: IncidentStore
     assert lines[0] == "Change: deploy of checkout-api 2.84.0"  # ordered by time, before opening
     assert not any("09:00" in t or t.endswith("checkout-api") and "deploy" not in t for t in lines)
     assert sum(t.startswith("Change:") for t in lines) == 1
+
+
+def test_concurrent_deliveries_of_a_new_alert_do_not_fail(store: IncidentStore) -> None:
+    """Two threads post the same new alert at once (as two API workers would)."""
+    import threading
+
+    results: list[object] = []
+    errors: list[BaseException] = []
+
+    def post() -> None:
+        try:
+            results.append(record_alerts(store, [event()], RoutingRules(), now=T0))
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
+    assert count(store, Alert) == 1 and count(store, Incident) == 1
