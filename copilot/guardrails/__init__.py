@@ -1,0 +1,1 @@
+"""Guardrails: redaction before text leaves the process, checks on what comes back."""
