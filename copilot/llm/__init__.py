@@ -1,0 +1,1 @@
+"""LLM backends: messages in, text (or a stream of text) out."""
