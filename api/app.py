@@ -54,12 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if declared and declared.isdigit() and int(declared) > limit:
             raise IngestError(f"payload is {int(declared):,} bytes, over the {limit:,}-byte limit",
                               reason="oversized")
-        data = b""
+        data = bytearray()
         async for part in request.stream():
             data += part
             if len(data) > limit:
                 raise IngestError(f"payload is over the {limit:,}-byte limit", reason="oversized")
-        return data
+        return bytes(data)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

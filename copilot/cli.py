@@ -348,6 +348,21 @@ def _read_payload(path: Path) -> bytes:
         raise CopilotError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
+class _PayloadFiles:
+    """Read and parse each payload file; a bad one is reported (and counted), never fatal."""
+
+    def __init__(self, files: list[Path], parse) -> None:  # type: ignore[no-untyped-def]
+        self.files, self.parse, self.failed = files, parse, 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for path in self.files:
+            try:
+                yield path, self.parse(_read_payload(path))
+            except CopilotError as exc:
+                err.print(f"[red]rejected[/] {path}: {exc}", soft_wrap=True)
+                self.failed += 1
+
+
 @alerts_app.command("post")
 def alerts_post(
     source: Annotated[str, typer.Option(help="alertmanager, grafana, pagerduty or generic.")],
@@ -361,20 +376,14 @@ def alerts_post(
     settings = _settings()
     rules = load_rules(settings.routing_file)
     store = _store()
-    failed = 0
-    for path in files:
-        try:
-            events = parse_alert_payload(source, _read_payload(path),
-                                         max_bytes=settings.max_payload_bytes)
-        except CopilotError as exc:
-            err.print(f"[red]rejected[/] {path}: {exc}", soft_wrap=True)
-            failed += 1
-            continue
+    parsed = _PayloadFiles(files, lambda raw: parse_alert_payload(
+        source, raw, max_bytes=settings.max_payload_bytes))
+    for path, events in parsed:
         result = record_alerts(store, events, rules)
         for o in result.outcomes:
             print(f"{path}: {o['name']} [{o['status']}] → {o['outcome']}"
                   + (f" (incident {o['incident_id']})" if o["incident_id"] else ""))
-    if failed:
+    if parsed.failed:
         raise typer.Exit(EXIT_SKIPPED)
 
 
@@ -389,17 +398,12 @@ def changes_post(
     settings = _settings()
     window = load_rules(settings.routing_file).window_minutes
     store = _store()
-    failed = 0
-    for path in files:
-        try:
-            changes = parse_changes(_read_payload(path), max_bytes=settings.max_payload_bytes)
-        except CopilotError as exc:
-            err.print(f"[red]rejected[/] {path}: {exc}", soft_wrap=True)
-            failed += 1
-            continue
+    parsed = _PayloadFiles(files, lambda raw: parse_changes(
+        raw, max_bytes=settings.max_payload_bytes))
+    for path, changes in parsed:
         for r in record_changes(store, changes, window_minutes=window):
             print(f"{path}: change {r['id']} → {r['outcome']}")
-    if failed:
+    if parsed.failed:
         raise typer.Exit(EXIT_SKIPPED)
 
 

@@ -31,8 +31,9 @@ def get_incident(session: Session, incident_id: int) -> Incident:
     return incident
 
 
-def log(session: Session, incident: Incident, text: str, *, kind: str = "auto",
-        actor: str = "copilot", at: dt.datetime | None = None, ref: dict | None = None) -> None:
+def log(incident: Incident, text: str, *, kind: str = "auto", actor: str = "copilot",
+        at: dt.datetime | None = None, ref: dict | None = None) -> None:
+    """Append a timeline entry; it is saved with the rest of the caller's transaction."""
     incident.timeline.append(TimelineEntry(at=at or utcnow(), kind=kind, actor=actor, text=text,
                                            ref=ref or {}))
 
@@ -46,7 +47,7 @@ def open_incident(
     incident = Incident(title=title, severity=severity, services=sorted(set(services)),
                         started_at=started_at or now, detected_at=detected_at or now)
     session.add(incident)
-    log(session, incident, f"Incident opened ({severity.value}){': ' + reason if reason else ''}",
+    log(incident, f"Incident opened ({severity.value}){': ' + reason if reason else ''}",
         kind="status", actor=actor, at=now)
     return incident
 
@@ -70,14 +71,14 @@ def set_status(session: Session, incident: Incident, status: Status, *, actor: s
         incident.resolved_at = at
     if old is Status.resolved:
         incident.resolved_at = None
-    log(session, incident, f"Status {old.value} → {status.value}", kind="status", actor=actor, at=at)
+    log(incident, f"Status {old.value} → {status.value}", kind="status", actor=actor, at=at)
 
 
 def acknowledge(session: Session, incident: Incident, *, actor: str,
                 at: dt.datetime | None = None) -> None:
     if incident.acknowledged_at is None:
         incident.acknowledged_at = at or utcnow()
-        log(session, incident, f"Acknowledged by {actor}", kind="status", actor=actor,
+        log(incident, f"Acknowledged by {actor}", kind="status", actor=actor,
             at=incident.acknowledged_at)
 
 
@@ -85,7 +86,7 @@ def assign(session: Session, incident: Incident, *, role: str, person: str, acto
     if role not in ROLES:
         raise IncidentError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
     setattr(incident, role, person)
-    log(session, incident, f"{role.replace('_', ' ')}: {person}", kind="role", actor=actor)
+    log(incident, f"{role.replace('_', ' ')}: {person}", kind="role", actor=actor)
 
 
 def list_incidents(session: Session, *, open_only: bool = False) -> list[Incident]:

@@ -135,7 +135,7 @@ def _synthetic(chunks: list[Chunk], vectors: np.ndarray, n: int, seed: int = 7
         src = rng.randrange(len(chunks))
         words = chunks[src].text.split()
         rng.shuffle(words)
-        text = " ".join(words[: max(20, len(words))])
+        text = " ".join(words)
         doc_id = f"syn-{i // 10}"
         meta = {"kind": "runbook", "services": [f"svc-{(i // 10) % 50}"], "section": "synthetic"}
         current.append(Chunk(f"{doc_id}::{i}", doc_id, text, text, meta))

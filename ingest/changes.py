@@ -125,7 +125,7 @@ def note_recent_changes(session: Session, incident: Incident, services: list[str
     count = 0
     for row in rows:
         if row.id not in noted:
-            log(session, incident, describe(row), kind="change", at=row.at,
+            log(incident, describe(row), kind="change", at=row.at,
                 ref={"change_id": row.id})
             count += 1
     return count
@@ -151,7 +151,7 @@ def record_changes(store: IncidentStore, changes: list[ChangeIn], *,
                 start = incident.started_at or change.at
                 if change.service in incident.services and \
                         change.at >= start - dt.timedelta(minutes=window_minutes):
-                    log(session, incident, describe(row), kind="change", at=change.at,
+                    log(incident, describe(row), kind="change", at=change.at,
                         ref={"change_id": row.id})
                     noted.append(incident.id)
             results.append({"id": row.id, "outcome": "new", "incidents": noted})

@@ -67,12 +67,12 @@ def _attach(session: Session, incident: Incident, alert: Alert, event: AlertEven
         incident.services = sorted({*incident.services, event.service})
         note_recent_changes(session, incident, [event.service],
                             window_minutes=rules.window_minutes, until=now)
-    log(session, incident, f"Alert {event.name} ({event.source}) attached: {why} within "
+    log(incident, f"Alert {event.name} ({event.source}) attached: {why} within "
         f"{rules.window_minutes} min", ref={"alert_id": alert.id, "fingerprint": event.fingerprint},
         at=now)
     severity, reason = rules.severity_for(_fields(event))
     if event.status == "firing" and SEVERITY_RANK[severity] < SEVERITY_RANK[incident.severity]:
-        log(session, incident, f"Severity raised {incident.severity.value} → {severity.value} "
+        log(incident, f"Severity raised {incident.severity.value} → {severity.value} "
             f"by alert {event.name} ({reason})", at=now)
         incident.severity = severity
 
@@ -106,7 +106,7 @@ def _record_alerts(store: IncidentStore, events: list[AlertEvent], rules: Routin
                 continue
             if alert.incident is not None:
                 verb = "resolved" if event.status == "resolved" else "firing again"
-                log(session, alert.incident, f"Alert {event.name} {verb}",
+                log(alert.incident, f"Alert {event.name} {verb}",
                     ref={"alert_id": alert.id}, at=now)
             else:
                 incident, why = _matching_incident(session, event, rules, now)
@@ -124,7 +124,7 @@ def _record_alerts(store: IncidentStore, events: list[AlertEvent], rules: Routin
                     )
                     session.flush()
                     alert.incident = incident
-                    log(session, incident, f"Alert {event.name} ({event.source}) opened this "
+                    log(incident, f"Alert {event.name} ({event.source}) opened this "
                         "incident", ref={"alert_id": alert.id}, at=now)
                     note_recent_changes(session, incident, incident.services,
                                         window_minutes=rules.window_minutes, until=now)

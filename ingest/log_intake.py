@@ -65,7 +65,7 @@ def record_logs(store: IncidentStore, *, incident_id: int, lines: list[ParsedLin
         leaders = [s for s in stats[:top]]
         summary = "; ".join(f"{'NEW ' if s.is_new else ''}{s.level or ''} ×{s.incident_count} "
                             f"{s.template[:80]}" for s in leaders[:3])
-        log(session, incident, f"{len(rows)} log lines added ({len(stats)} patterns). "
+        log(incident, f"{len(rows)} log lines added ({len(stats)} patterns). "
             f"Top new or spiking: {summary}", kind="logs")
         return {"lines": len(rows), "total_lines": len(stored), "patterns": len(stats),
                 "top": [{"template": s.template, "level": s.level, "count": s.count,

@@ -68,15 +68,16 @@ class Catalog:
         return int(self.get_state("generation", "0") or 0)
 
     # reads ------------------------------------------------------------------------------
-    def documents(self) -> dict[str, DocumentRecord]:
+    def documents(self, *, with_chunks: bool = True) -> dict[str, DocumentRecord]:
         rows = self._db.execute(
             "SELECT doc_id, source, kind, title, content_hash, metadata FROM documents"
         ).fetchall()
         chunk_map: dict[str, list[str]] = {}
-        for doc_id, chunk_id in self._db.execute(
-            "SELECT doc_id, chunk_id FROM chunks ORDER BY doc_id, ord"
-        ):
-            chunk_map.setdefault(doc_id, []).append(chunk_id)
+        if with_chunks:
+            for doc_id, chunk_id in self._db.execute(
+                "SELECT doc_id, chunk_id FROM chunks ORDER BY doc_id, ord"
+            ):
+                chunk_map.setdefault(doc_id, []).append(chunk_id)
         return {
             r[0]: DocumentRecord(r[0], r[1], r[2], r[3], r[4], chunk_map.get(r[0], []), json.loads(r[5]))
             for r in rows

@@ -13,7 +13,7 @@ Readers only ever return chunks the current catalog lists.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,7 +139,8 @@ class KnowledgeIndex:
         """A document-level BM25 over titles, alert names, services and paths."""
         generation = self.catalog.generation
         if self._fields is None or self._fields.generation != generation:
-            self._fields = DocumentFields.build(self.catalog.documents().values(), generation)
+            self._fields = DocumentFields.build(
+                self.catalog.documents(with_chunks=False).values(), generation)
         return self._fields
 
     def columns(self) -> ChunkColumns:
@@ -156,7 +157,6 @@ class ChunkColumns:
     kinds: np.ndarray
     dates: np.ndarray
     services: list[frozenset[str]]
-    doc_ids: list[str]
     _service_masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def service_mask(self, service: str) -> np.ndarray:
@@ -177,7 +177,6 @@ class ChunkColumns:
             kinds=np.array([c.metadata.get("kind", "") for c in chunks], dtype=object),
             dates=np.array([int(c.metadata.get("date_int") or 0) for c in chunks], dtype=np.int64),
             services=[frozenset(c.metadata.get("services") or ()) for c in chunks],
-            doc_ids=[c.doc_id for c in chunks],
         )
 
     def mask(
