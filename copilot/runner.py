@@ -1,0 +1,244 @@
+"""Run a task: gather evidence, pack it to the model's window, ask the model (redacted when it
+is outside the process), validate the answer and its citations, and fall back to the grounded
+answer, marked ``degraded`` with the reason, whenever the model fails, times out or returns
+something that does not validate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from copilot.config import Settings
+from copilot.context import IncidentSnapshot, snapshot_from_store
+from copilot.guardrails.citations import validate
+from copilot.guardrails.redaction import DEFAULT_INTERNAL_HOSTS, Redactor
+from copilot.llm.base import LLM, Message, ProviderError
+from copilot.tasks.base import Citation, OutputInvalid, R, Task, TaskResult, walk_lines
+from prompts.budget import ContextItem, Packed, count_tokens, pack
+from prompts.loader import load_prompt
+
+GROUNDED_BUDGET = 12_000  # tokens of evidence the rules may look at (no model window)
+TOKENIZER_MARGIN = 0.8  # tiktoken counts differ from the model's own tokenizer
+
+
+@dataclass
+class Prepared:
+    """A task ready to answer: the evidence that fits and the messages for a model."""
+
+    snap: IncidentSnapshot
+    items: list[ContextItem]
+    packed: Packed
+    refs: dict[str, str]  # prompt ref (S1...) → evidence id
+    messages: list[Message]
+    redactor: Redactor | None
+    prompt: str | None
+    retrieval_ms: float
+    started: float
+
+
+class Copilot:
+    """The tasks over one store, one knowledge base and one model (``None``: grounded)."""
+
+    def __init__(self, settings: Settings, *, llm: LLM | None = None, retriever: Any = None,
+                 store: Any = None) -> None:
+        self.settings = settings
+        self.llm = llm
+        self.retriever = retriever
+        self.store = store
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, backend: str | None = None,
+                      with_store: bool = True) -> Copilot:
+        from copilot.llm.factory import build_llm
+        from copilot.store import IncidentStore
+        from retrieval.retriever import build_retriever
+
+        return cls(settings, llm=build_llm(settings, backend=backend),
+                   retriever=build_retriever(settings),
+                   store=IncidentStore.open(settings) if with_store else None)
+
+    @property
+    def backend(self) -> str:
+        return self.llm.name if self.llm else "grounded"
+
+    def snapshot(self, incident_id: int) -> IncidentSnapshot:
+        if self.store is None:
+            raise OutputInvalid("this copilot has no incident store")
+        with self.store.session() as session:
+            return snapshot_from_store(session, incident_id)
+
+    def redactor(self) -> Redactor:
+        hosts = list(DEFAULT_INTERNAL_HOSTS) + list(self.settings.redact_hosts)
+        hosts += [r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\." + d.replace(".", r"\.") + r"\b"
+                  for d in self.settings.internal_domains]
+        return Redactor(internal_hosts=hosts)
+
+    # -- preparing -------------------------------------------------------------------------
+
+    def prepare(self, task: Task[R], snap: IncidentSnapshot) -> Prepared:
+        started = time.perf_counter()
+        items = task.evidence(snap, self.retriever)
+        retrieval_ms = (time.perf_counter() - started) * 1000
+        prompt = load_prompt(task.name)
+        system = load_prompt("system").render()
+        if self.llm is None:
+            packed = pack(items, budget=GROUNDED_BUDGET)
+        else:
+            skeleton = prompt.render(items=[], left_out=0, **task.prompt_vars(snap, []))
+            history = sum(count_tokens(t) + 8 for _, t in task.history())
+            spare = self.llm.context_window * TOKENIZER_MARGIN - task.max_tokens
+            budget = int(spare - count_tokens(system) - count_tokens(skeleton) - history - 32)
+            packed = pack(items, budget=max(budget, 0))
+        refs = {f"S{n}": item.id for n, item in enumerate(packed.items, 1)}
+        view = [{"ref": f"S{n}", "id": item.id, "kind": item.kind, "title": item.title,
+                 "text": item.text} for n, item in enumerate(packed.items, 1)]
+        user = prompt.render(items=view, left_out=len(packed.left_out),
+                             **task.prompt_vars(snap, packed.items))
+        messages = [Message("system", system)]
+        messages += [Message("assistant" if r == "assistant" else "user", t)
+                     for r, t in task.history()]
+        messages.append(Message("user", user))
+        redactor = None
+        if self.llm is not None and self.llm.external:
+            redactor = self.redactor()
+            messages = [Message(m.role, redactor.redact(m.content)) for m in messages]
+        return Prepared(snap, items, packed, refs, messages, redactor,
+                        f"{prompt.name}@{prompt.version}", retrieval_ms, started)
+
+    # -- answering -------------------------------------------------------------------------
+
+    def run(self, task: Task[R], snap: IncidentSnapshot) -> R:
+        prep = self.prepare(task, snap)
+        if self.llm is None:
+            return self._finish(task, prep, task.grounded(snap, prep.packed.items), 0.0)
+        model_started = time.perf_counter()
+        try:
+            text = self._complete(prep, task.max_tokens)
+            model_ms = (time.perf_counter() - model_started) * 1000
+            return self._from_model(task, prep, text, model_ms)
+        except ProviderError as exc:
+            model_ms = (time.perf_counter() - model_started) * 1000
+            return self._fallback(task, prep, f"model error: {exc}", model_ms)
+
+    def stream(self, task: Task[R], snap: IncidentSnapshot) -> Iterator[dict[str, Any]]:
+        """Events: ``{"type": "token", "text"}`` as the answer is written, then
+        ``{"type": "final", "result"}``. When the final answer differs from the streamed text
+        (the model failed midway or its answer did not validate) ``final.replace`` is True."""
+        prep = self.prepare(task, snap)
+        if self.llm is None:
+            result = self._finish(task, prep, task.grounded(snap, prep.packed.items), 0.0)
+            for piece in _pieces(getattr(result, "answer", "")):
+                yield {"type": "token", "text": piece}
+            yield {"type": "final", "result": result, "replace": False}
+            return
+        model_started = time.perf_counter()
+        parts: list[str] = []
+        try:
+            deadline = model_started + self.settings.llm_timeout
+            for piece in self.llm.stream(prep.messages, max_tokens=task.max_tokens):
+                parts.append(piece)
+                yield {"type": "token", "text": self._show(prep, piece)}
+                if time.perf_counter() > deadline:
+                    raise ProviderError(f"timed out after {self.settings.llm_timeout:g} s")
+            model_ms = (time.perf_counter() - model_started) * 1000
+            result = self._from_model(task, prep, "".join(parts), model_ms)
+        except ProviderError as exc:
+            model_ms = (time.perf_counter() - model_started) * 1000
+            result = self._fallback(task, prep, f"model error: {exc}", model_ms)
+        if not parts and result.degraded:
+            for piece in _pieces(getattr(result, "answer", "")):
+                yield {"type": "token", "text": piece}
+            yield {"type": "final", "result": result, "replace": False}
+            return
+        yield {"type": "final", "result": result, "replace": result.degraded}
+
+    def _show(self, prep: Prepared, piece: str) -> str:
+        return prep.redactor.restore(piece) if prep.redactor else piece
+
+    def _complete(self, prep: Prepared, max_tokens: int) -> str:
+        assert self.llm is not None
+        deadline = time.perf_counter() + self.settings.llm_timeout
+        parts: list[str] = []
+        for piece in self.llm.stream(prep.messages, max_tokens=max_tokens):
+            parts.append(piece)
+            if time.perf_counter() > deadline:
+                raise ProviderError(f"timed out after {self.settings.llm_timeout:g} s")
+        return "".join(parts)
+
+    def _from_model(self, task: Task[R], prep: Prepared, text: str, model_ms: float) -> R:
+        if prep.redactor is not None:
+            text = prep.redactor.restore(text)
+        try:
+            result = task.parse(text, prep.snap, prep.packed.items, prep.refs)
+        except OutputInvalid as exc:
+            return self._fallback(task, prep, f"model output did not validate: {exc}", model_ms)
+        result = self._finish(task, prep, result, model_ms, backend=self.backend)
+        if not any(line.supported for line in walk_lines(result)):
+            return self._fallback(task, prep, "model output cites nothing from the context",
+                                  model_ms)
+        problem = task.check(result, prep.snap)
+        if problem:
+            return self._fallback(task, prep, f"model output rejected: {problem}", model_ms)
+        return result
+
+    def _fallback(self, task: Task[R], prep: Prepared, reason: str, model_ms: float) -> R:
+        """The grounded answer, over all the evidence (not only what fit the model's window)."""
+        prep.packed = pack(prep.items, budget=GROUNDED_BUDGET)
+        result = self._finish(task, prep, task.grounded(prep.snap, prep.packed.items), model_ms)
+        result.degraded = True
+        result.reason = reason
+        return result
+
+    def _finish(self, task: Task[R], prep: Prepared, result: R, model_ms: float, *,
+                backend: str = "grounded") -> R:
+        """Validate every citation against the packed context and resolve the sources."""
+        allowed = {item.id for item in prep.packed.items}
+        dropped: list[str] = []
+        cited: list[str] = []
+        for line in walk_lines(result):
+            kept, lost = validate(line.citations, allowed)
+            dropped += lost
+            line.citations = kept
+            if hasattr(line, "supported") and (kept or lost):
+                line.supported = bool(kept)
+            cited += kept
+        task.render(result)
+        by_id = {item.id: item for item in prep.packed.items}
+        result.sources = [Citation(id=cid, kind=by_id[cid].kind, title=by_id[cid].title,
+                                   source=by_id[cid].source, snippet=by_id[cid].text[:300],
+                                   meta=_jsonable(by_id[cid].meta))
+                          for cid in dict.fromkeys(cited)]
+        result.task = task.name
+        result.incident_id = prep.snap.id
+        result.backend = backend
+        result.prompt = prep.prompt if backend != "grounded" else None
+        result.left_out = [item.id for item in prep.packed.left_out]
+        result.dropped_citations = list(dict.fromkeys(dropped))
+        total = (time.perf_counter() - prep.started) * 1000
+        result.timings.total_ms = round(total, 2)
+        result.timings.model_ms = round(model_ms, 2)
+        result.timings.service_ms = round(total - model_ms, 2)
+        result.timings.retrieval_ms = round(prep.retrieval_ms, 2)
+        return result
+
+
+def _pieces(text: str) -> Iterator[str]:
+    """Grounded answers stream word by word too, so every client reads one kind of stream."""
+    words = text.split(" ")
+    for n, word in enumerate(words):
+        yield word if n == len(words) - 1 else word + " "
+
+
+def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in meta.items():
+        if isinstance(value, str | int | float | bool) or value is None:
+            out[key] = value
+        elif isinstance(value, list | tuple):
+            out[key] = [str(v) for v in value]
+        else:
+            out[key] = str(value)
+    return out

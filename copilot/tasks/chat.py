@@ -1,0 +1,163 @@
+"""Chat: a responder's question about the incident, with the conversation so far, answered from
+the evidence with citations; a polite "the context does not say" when it does not."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Any
+
+from pydantic import Field
+
+from copilot.context import IncidentSnapshot, incident_items, knowledge_items
+from copilot.guardrails.citations import extract
+from copilot.tasks.base import Line, OutputInvalid, Task, TaskResult
+from prompts.budget import ContextItem
+
+REFUSAL = ("I'm sorry, the context does not say. I only know this incident's alerts, changes, "
+           "log patterns, timeline and the runbooks and postmortems that match it.")
+_REFUSAL_HINTS = ("does not say", "doesn't say", "not enough", "no information", "cannot find",
+                  "can't find", "not in the context", "not mentioned")
+_STOP = frozenset("""a about above after again all am an and any are as at be because been before
+being below between both but by can could did do does doing down during each few for from further
+had has have having he her here hers him his how i if in into is it its itself just me more most
+my no nor not now of off on once only or other our out over own same she should so some such than
+that the their them then there these they this those through to too under until up very was we
+were what when where which while who whom why will with would you your yours tell know please
+give show list us happened happening going get got think right now currently incident""".split())
+# Words that say which kind of evidence a question wants.
+_INTENT = {
+    "change": ("deploy", "deployed", "release", "rollout", "change", "changed", "config",
+               "flag", "version", "push"),
+    "log_pattern": ("log", "logs", "error", "errors", "exception", "message", "warn"),
+    "runbook": ("runbook", "fix", "mitigate", "mitigation", "steps", "should", "do", "check"),
+    "postmortem": ("before", "similar", "previous", "past", "last", "history", "postmortem"),
+    "alert": ("alert", "alerts", "firing", "paged", "page", "threshold"),
+    "incident": ("status", "commander", "severity", "owner", "lead", "roles", "started",
+                 "impact", "who"),
+}
+
+
+def terms(text: str) -> list[str]:
+    """Lower-case content words, lightly stemmed (plural s, -ing, -ed)."""
+    out = []
+    for word in re.findall(r"[a-z0-9][a-z0-9_.-]*[a-z0-9]|[a-z0-9]", text.lower()):
+        if word in _STOP or len(word) < 2:
+            continue
+        for suffix in ("ing", "ed", "es", "s"):
+            if len(word) > len(suffix) + 3 and word.endswith(suffix):
+                word = word[: -len(suffix)]
+                break
+        out.append(word)
+    return out
+
+
+def sentences(text: str) -> list[str]:
+    flat = [line.strip().lstrip("-*#> ").strip() for line in text.splitlines()]
+    joined = "\n".join(f for f in flat if f)
+    parts = re.split(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(])|\n", joined)
+    return [p.strip() for p in parts if len(p.strip()) > 12]
+
+
+class ChatResult(TaskResult):
+    question: str = ""
+    answer: str = ""
+    answered: bool = True  # False: the context does not say
+    lines: list[Line] = Field(default_factory=list)
+
+
+class Chat(Task[ChatResult]):
+    name = "chat"
+    result_type = ChatResult
+    max_tokens = 320
+
+    def __init__(self, question: str, history: list[tuple[str, str]] | None = None) -> None:
+        question = question.strip()
+        if not question:
+            raise OutputInvalid("the question is empty")
+        self.question = question
+        self.turns = list(history or [])[-6:]
+
+    def history(self) -> list[tuple[str, str]]:
+        return self.turns
+
+    def _query(self) -> str:
+        """Short follow-ups ("and before that?") borrow the previous question's words."""
+        previous = [t for r, t in self.turns if r == "user"]
+        if previous and len(terms(self.question)) < 3:
+            return f"{previous[-1]} {self.question}"
+        return self.question
+
+    def evidence(self, snap: IncidentSnapshot, retriever: Any) -> list[ContextItem]:
+        return incident_items(snap) + knowledge_items(
+            snap, retriever, kinds=("runbook", "postmortem"), k=3,
+            query=f"{self._query()} {' '.join(snap.services)}")
+
+    def prompt_vars(self, snap: IncidentSnapshot, items: list[ContextItem]) -> dict[str, Any]:
+        return {"question": self.question}
+
+    def grounded(self, snap: IncidentSnapshot, items: list[ContextItem]) -> ChatResult:
+        query = terms(self._query())
+        if not query or not items:
+            return ChatResult(question=self.question, answer=REFUSAL, answered=False)
+        docs = [(item, s) for item in items for s in sentences(item.text)]
+        df: Counter[str] = Counter()
+        for _, s in docs:
+            df.update(set(terms(s)))
+        n = len(docs) + 1
+        idf = {t: math.log(n / (1 + df.get(t, 0))) + 1 for t in set(query)}
+        wanted = {kind for kind, words in _INTENT.items()
+                  if any(w in self.question.lower().split() for w in words)}
+        total = sum(idf.values())
+        scored = []
+        for order, (item, s) in enumerate(docs):
+            present = set(terms(s)) | set(terms(item.title))
+            cover = sum(idf[t] for t in set(query) if t in present) / total
+            if item.kind in wanted:
+                cover *= 1.25
+            scored.append((cover, -order, item, s))
+        scored.sort(key=lambda x: (-x[0], -x[1]))
+        best = scored[0][0] if scored else 0.0
+        if best < 0.5:
+            return ChatResult(question=self.question, answer=REFUSAL, answered=False)
+        lines: list[Line] = []
+        seen: set[str] = set()
+        for cover, _, item, s in scored:
+            if cover < max(0.35, best * 0.6) or len(lines) == 3:
+                break
+            if s in seen:
+                continue
+            seen.add(s)
+            lines.append(Line(text=_sentence(s), citations=[item.id]))
+        return ChatResult(question=self.question, lines=lines)
+
+    def parse(self, text: str, snap: IncidentSnapshot, items: list[ContextItem],
+              refs: dict[str, str]) -> ChatResult:
+        text = text.strip()
+        if not text:
+            raise OutputInvalid("empty answer")
+        if any(h in text.lower() for h in _REFUSAL_HINTS) and "[" not in text:
+            return ChatResult(question=self.question, answer=text, answered=False,
+                              lines=[Line(text=text, supported=True)])
+        lines = []
+        for s in sentences(text) or [text]:
+            clean, cited = extract(s, refs)
+            if clean:
+                lines.append(Line(text=clean, citations=cited, supported=bool(cited)))
+        if not lines:
+            raise OutputInvalid("no sentences in the answer")
+        return ChatResult(question=self.question, lines=lines)
+
+    def render(self, result: ChatResult) -> None:
+        if result.answered and result.lines:
+            result.answer = " ".join(
+                line.text + (f" [{', '.join(line.citations)}]" if line.citations else "")
+                for line in result.lines)
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) > 320:
+        text = text[:319].rsplit(" ", 1)[0] + "…"
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
