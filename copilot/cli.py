@@ -21,7 +21,7 @@ from copilot.errors import CopilotError
 
 EXIT_SKIPPED = 3
 
-app = typer.Typer(help="Incident Copilot: knowledge base, retrieval and evaluations.",
+app = typer.Typer(help="Incident Copilot: grounded, cited answers for running incidents.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 kb_app = typer.Typer(help="Inspect the knowledge base.", no_args_is_help=True)
 eval_app = typer.Typer(help="Measure answer quality on real data.", no_args_is_help=True)
@@ -486,6 +486,9 @@ def incidents_metrics(
     for key in ("mttd", "mtta", "mttm", "mttr"):
         v = m[key]
         out.print(f"  {key.upper()}: mean {v['mean']} min, median {v['median']} min (n={v['n']})")
+
+
+from copilot import cli_tasks  # noqa: E402,F401  (registers the task commands on ``app``)
 
 
 def main() -> None:

@@ -143,6 +143,8 @@ class Copilot:
                 yield {"type": "token", "text": self._show(prep, piece)}
                 if time.perf_counter() > deadline:
                     raise ProviderError(f"timed out after {self.settings.llm_timeout:g} s")
+                if len(parts) % 16 == 0 and looping("".join(parts)):
+                    raise ProviderError("the model is repeating itself")
             model_ms = (time.perf_counter() - model_started) * 1000
             result = self._from_model(task, prep, "".join(parts), model_ms)
         except ProviderError as exc:
@@ -166,6 +168,8 @@ class Copilot:
             parts.append(piece)
             if time.perf_counter() > deadline:
                 raise ProviderError(f"timed out after {self.settings.llm_timeout:g} s")
+            if len(parts) % 16 == 0 and looping("".join(parts)):
+                raise ProviderError("the model is repeating itself")
         return "".join(parts)
 
     def _from_model(self, task: Task[R], prep: Prepared, text: str, model_ms: float) -> R:
@@ -223,6 +227,12 @@ class Copilot:
         result.timings.service_ms = round(total - model_ms, 2)
         result.timings.retrieval_ms = round(prep.retrieval_ms, 2)
         return result
+
+
+def looping(text: str, *, window: int = 60, times: int = 3) -> bool:
+    """True when the tail of ``text`` already appeared ``times`` times: a degenerate loop."""
+    tail = text[-window:]
+    return len(text) > window * times and len(tail.strip()) > 20 and text.count(tail) >= times
 
 
 def _pieces(text: str) -> Iterator[str]:

@@ -240,3 +240,41 @@ def demo_copilot(demo_env):  # type: ignore[no-untyped-def]
     store = IncidentStore.open(settings)
     yield Copilot(settings, llm=None, retriever=retriever, store=store)
     store.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def gguf() -> Path:
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is in the test extra")
+    from copilot.llm.local import packaged_model_path
+
+    return packaged_model_path()
+
+
+@pytest.fixture(scope="session")
+def llama_server(gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real OpenAI-compatible server (`llama_cpp.server`) on loopback, serving the same GGUF
+    as the local backend under the model name ``smollm2``; yields its /v1 base URL."""
+    import urllib.request
+
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("llama") / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/models", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("llama_cpp.server did not start")
+            time.sleep(0.5)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()

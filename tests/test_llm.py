@@ -40,40 +40,6 @@ def test_unreachable_endpoint_is_a_provider_error() -> None:
         llm.complete(ASK)
 
 
-@pytest.fixture(scope="module")
-def gguf() -> Path:
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is in the test extra")
-    from copilot.llm.local import packaged_model_path
-
-    return packaged_model_path()
-
-
-@pytest.fixture(scope="module")
-def llama_server(gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("llama") / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/models", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("llama_cpp.server did not start")
-            time.sleep(0.5)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
-
-
 def test_openai_backend_against_a_real_server_streams(llama_server: str) -> None:
     llm = OpenAICompatibleLLM(base_url=llama_server, model="smollm2", api_key=None, timeout=60)
     pieces = list(llm.stream(ASK, max_tokens=24))

@@ -50,9 +50,10 @@ class LocalLLM(LLM):
                 for part in self._llama.create_chat_completion(
                     messages=[{"role": m.role, "content": m.content} for m in messages],
                     max_tokens=max_tokens, temperature=temperature, stream=True,
+                    repeat_penalty=1.15,  # small models loop without it
                 ):
                     delta = part["choices"][0].get("delta", {})
                     if delta.get("content"):
                         yield delta["content"]
-            except ValueError as exc:  # e.g. prompt longer than the context window
+            except (ValueError, RuntimeError) as exc:  # e.g. prompt longer than the window
                 raise ProviderError(f"{self.name}: {exc}") from exc

@@ -38,3 +38,5 @@ class OpenAICompatibleLLM(LLM):
             raise ProviderError(f"{self.name}: HTTP {exc.status_code}: {exc.message}") from exc
         except openai.OpenAIError as exc:
             raise ProviderError(f"{self.name}: {exc}") from exc
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:  # not OpenAI's shape
+            raise ProviderError(f"{self.name}: unreadable response: {exc}") from exc

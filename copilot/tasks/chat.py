@@ -101,6 +101,9 @@ class Chat(Task[ChatResult]):
         query = terms(self._query())
         if not query or not items:
             return ChatResult(question=self.question, answer=REFUSAL, answered=False)
+        direct = _direct_answer(self._query().lower(), snap, {i.id for i in items})
+        if direct:
+            return ChatResult(question=self.question, lines=direct)
         docs = [(item, s) for item in items for s in sentences(item.text)]
         df: Counter[str] = Counter()
         for _, s in docs:
@@ -154,6 +157,70 @@ class Chat(Task[ChatResult]):
             result.answer = " ".join(
                 line.text + (f" [{', '.join(line.citations)}]" if line.citations else "")
                 for line in result.lines)
+
+
+_ROLE_Q = re.compile(r"\b(who|commander|tech lead|comms lead|owner|owns|on[- ]call|paged|roles?)\b")
+_CHANGE_Q = re.compile(r"\b(what changed|changes?|deploy\w*|releases?|rollouts?|config push|flags?)\b")
+_LOG_Q = re.compile(r"\b(logs?|errors?|exceptions?)\b")
+_STATUS_Q = re.compile(r"\b(status|severity|sev|how long|when did .* start|started)\b")
+
+
+def _hhmm(value: Any) -> str:
+    return value.strftime("%H:%M UTC") if value else "an unknown time"
+
+
+def _direct_answer(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line]:
+    """Questions about the incident's own records (roles, changes, logs, status) are answered
+    from those records directly rather than from whichever sentence shares the most words."""
+    lines: list[Line] = []
+    if snap.ref in ids and _ROLE_Q.search(question) and not _CHANGE_Q.search(question):
+        roles = [(label, value) for label, value in (
+            ("commander", snap.commander), ("tech lead", snap.tech_lead),
+            ("comms lead", snap.comms_lead))]
+        named = [f"the {label} is {value}" for label, value in roles if value]
+        missing = [label for label, value in roles if not value]
+        missing_text = (" or ".join([", ".join(missing[:-1]), missing[-1]]) if len(missing) > 1
+                        else missing[0]) if missing else ""
+        joined = "; ".join(named)
+        text = ((joined[:1].upper() + joined[1:] + ". ") if named else "") + (
+            f"No {missing_text} is assigned yet." if missing else "")
+        if "pag" in question:
+            for alert in snap.alerts:
+                if alert.source == "pagerduty" and f"alert:{alert.id}" in ids:
+                    who = alert.labels.get("assignee") or alert.annotations.get("assignee")
+                    lines.append(Line(text=f"PagerDuty paged {who or 'the on-call responder'} "
+                                           f"for {alert.name}.", citations=[f"alert:{alert.id}"]))
+        lines.append(Line(text=text.strip(), citations=[snap.ref]))
+        return lines
+    if _CHANGE_Q.search(question):
+        first = snap.first_alert_at
+        before = sorted((c for c in snap.changes if f"change:{c.id}" in ids
+                         and (first is None or c.at <= first)), key=lambda c: c.at, reverse=True)
+        for n, c in enumerate(before[:3]):
+            lead = f", {round((first - c.at).total_seconds() / 60)} min before the first alert" \
+                if first else ""
+            affected = " (an affected service)" if c.service in snap.services else ""
+            prefix = "The last change before the first alert was" if n == 0 else "Earlier:"
+            lines.append(Line(
+                text=f"{prefix} a {c.kind.replace('_', ' ')} of {c.service}{affected} "
+                     f"{c.version or ''} at {_hhmm(c.at)}{lead}: {(c.description or '')[:220]}",
+                citations=[f"change:{c.id}"]))
+        if lines:
+            return lines
+    if _LOG_Q.search(question) and snap.patterns:
+        problems = [p for p in snap.patterns if p.is_problem and f"pattern:{p.id}" in ids][:3]
+        for p in problems:
+            shape = "new since the incident began" if p.is_new else \
+                f"up from {p.baseline_count} before the incident"
+            lines.append(Line(text=f"{p.count} {p.level} lines ({shape}): {p.template[:200]}",
+                              citations=[f"pattern:{p.id}"]))
+        if lines:
+            return lines
+    if snap.ref in ids and _STATUS_Q.search(question):
+        lines.append(Line(text=f"The incident is {snap.severity}, status {snap.status}, on "
+                               f"{', '.join(snap.services) or 'unknown services'}; it started at "
+                               f"{_hhmm(snap.started_at)}.", citations=[snap.ref]))
+    return lines
 
 
 def _sentence(text: str) -> str:
