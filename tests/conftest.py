@@ -23,6 +23,7 @@ DEMO = ROOT / "demo" / "kb"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ["COPILOT_ALLOW_REMOTE_LLM"] = "false"  # no test can reach a paid endpoint
 
 
 def needs_shared() -> pytest.MarkDecorator:

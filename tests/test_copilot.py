@@ -108,10 +108,11 @@ def test_failing_model_falls_back_to_grounded(demo_copilot, snap, llm, reason) -
 
 def test_backend_setting(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert build_llm(Settings(data_dir=tmp_path)) is None  # grounded is the default
+    assert Settings(data_dir=tmp_path).allow_remote_llm is False  # the test session's default
     with pytest.raises(ConfigError, match="not on loopback"):
-        build_llm(Settings(data_dir=tmp_path, llm_backend="openai", allow_remote_llm=False))
+        build_llm(Settings(data_dir=tmp_path, llm_backend="openai", openai_api_key="sk-x"))
     with pytest.raises(ConfigError, match="COPILOT_OPENAI_API_KEY"):
-        build_llm(Settings(data_dir=tmp_path, llm_backend="openai"))
+        build_llm(Settings(data_dir=tmp_path, llm_backend="openai", allow_remote_llm=True))
     llm = build_llm(Settings(data_dir=tmp_path, llm_backend="openai",
                              openai_base_url="http://127.0.0.1:9/v1", openai_model="m"))
     assert isinstance(llm, OpenAICompatibleLLM) and llm.external

