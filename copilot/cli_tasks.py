@@ -238,7 +238,9 @@ def draft_update(
     """Draft a status update for a stage and an audience, with the leak checks it passed."""
     from copilot.tasks.status_update import StatusUpdate
 
-    _run(StatusUpdate(stage=stage, audience=audience), incident, backend, as_json)
+    copilot = _copilot(backend)
+    task = StatusUpdate.from_settings(copilot.settings, stage=stage, audience=audience)
+    _emit(copilot.run(task, copilot.snapshot(incident)), as_json)
 
 
 @app.command()

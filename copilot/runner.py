@@ -71,9 +71,11 @@ class Copilot:
             return snapshot_from_store(session, incident_id)
 
     def redactor(self) -> Redactor:
-        hosts = list(DEFAULT_INTERNAL_HOSTS) + list(self.settings.redact_hosts)
-        hosts += [r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\." + d.replace(".", r"\.") + r"\b"
-                  for d in self.settings.internal_domains]
+        # Configured domains first, so a whole name is replaced before a generic rule
+        # (".corp") could take only part of it.
+        hosts = [r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\." + d.replace(".", r"\.") + r"\b"
+                 for d in self.settings.internal_domains]
+        hosts += list(self.settings.redact_hosts) + list(DEFAULT_INTERNAL_HOSTS)
         return Redactor(internal_hosts=hosts)
 
     # -- preparing -------------------------------------------------------------------------

@@ -242,6 +242,10 @@ def _pagerduty(payload: dict[str, Any]) -> list[AlertEvent]:
                        ("incident_number", None if number is None else str(number))):
         if value:
             labels[key] = value
+    assignees = [a.get("summary") for a in data.get("assignees") or []
+                 if isinstance(a, dict) and isinstance(a.get("summary"), str)]
+    if assignees:  # who was paged: needed to keep their names out of customer drafts
+        labels["assignee"] = ", ".join(assignees)
     annotations = {"summary": title}
     for key in ("html_url", "incident_key", "resolve_reason"):
         if value := _get(data, key, path, str):

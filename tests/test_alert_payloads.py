@@ -190,7 +190,7 @@ def test_pagerduty_triggered() -> None:
         service="checkout-api", group_key="Q2W8NCRFQ1X4SL",
         labels={"event_type": "incident.triggered", "pagerduty_status": "triggered",
                 "urgency": "high", "priority": "P1", "service_id": "PF9KMXH",
-                "incident_number": "4821"},
+                "incident_number": "4821", "assignee": "Dana Oncall"},
         annotations={"summary": "Checkout error rate above 5% in eu-west-1",
                      "html_url": "https://acme.pagerduty.com/incidents/Q2W8NCRFQ1X4SL",
                      "incident_key": "d3640fbd41094207a1c11e58e46b1662"},
