@@ -19,13 +19,7 @@ REFUSAL = ("I'm sorry, the context does not say. I only know this incident's ale
            "log patterns, timeline and the runbooks and postmortems that match it.")
 _REFUSAL_HINTS = ("does not say", "doesn't say", "not enough", "no information", "cannot find",
                   "can't find", "not in the context", "not mentioned")
-_STOP = frozenset("""a about above after again all am an and any are as at be because been before
-being below between both but by can could did do does doing down during each few for from further
-had has have having he her here hers him his how i if in into is it its itself just me more most
-my no nor not now of off on once only or other our out over own same she should so some such than
-that the their them then there these they this those through to too under until up very was we
-were what when where which while who whom why will with would you your yours tell know please
-give show list us happened happening going get got think right now currently incident""".split())
+_STOP = frozenset(["a", "about", "above", "after", "again", "all", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "tell", "know", "please", "give", "show", "list", "us", "happened", "happening", "going", "get", "got", "think", "right", "now", "currently", "incident"])
 # Words that say which kind of evidence a question wants.
 _INTENT = {
     "change": ("deploy", "deployed", "release", "rollout", "change", "changed", "config",

@@ -19,7 +19,7 @@ from pydantic import Field
 from copilot.context import IncidentSnapshot, TimelineFact, incident_items, knowledge_items
 from copilot.tasks.base import Line, OutputInvalid, Task, TaskError, TaskResult, by_kind
 from copilot.tasks.chat import sentences
-from copilot.tasks.summary import (
+from copilot.tasks.common import (
     bullets,
     change_text,
     cited_lines,

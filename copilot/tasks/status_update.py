@@ -35,7 +35,7 @@ from copilot.guardrails.draft_checks import (
     scrub_secrets,
 )
 from copilot.tasks.base import Line, OutputInvalid, Task, TaskError, TaskResult, by_kind
-from copilot.tasks.summary import change_text, clip, error_patterns, leading_suspect
+from copilot.tasks.common import change_text, clip, error_patterns, leading_suspect
 from prompts.budget import ContextItem
 
 NEXT_UPDATE_MINUTES = {"investigating": 30, "identified": 30, "monitoring": 60}
