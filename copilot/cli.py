@@ -475,7 +475,7 @@ def incidents_metrics(
     """MTTD, MTTA, MTTM and MTTR over incidents started in a period (minutes)."""
     from copilot.incidents import metrics
 
-    utc = dt.timezone.utc
+    utc = dt.UTC
     with _store().session() as s:
         m = metrics(s, since=since.replace(tzinfo=utc) if since else None,
                     until=until.replace(tzinfo=utc) if until else None)
@@ -488,7 +488,7 @@ def incidents_metrics(
         out.print(f"  {key.upper()}: mean {v['mean']} min, median {v['median']} min (n={v['n']})")
 
 
-from copilot import cli_tasks  # noqa: E402,F401  (registers the task commands on ``app``)
+from copilot import cli_tasks  # noqa: F401  (registers the task commands on ``app``)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from copilot.context import IncidentSnapshot, snapshot_from_store
 from copilot.guardrails.citations import validate
 from copilot.guardrails.redaction import DEFAULT_INTERNAL_HOSTS, Redactor
 from copilot.llm.base import LLM, Message, ProviderError
-from copilot.tasks.base import Citation, OutputInvalid, R, Task, TaskResult, walk_lines
+from copilot.tasks.base import Citation, OutputInvalid, R, Task, walk_lines
 from prompts.budget import ContextItem, Packed, count_tokens, pack
 from prompts.loader import load_prompt
 

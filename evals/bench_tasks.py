@@ -112,8 +112,9 @@ def run_bench(copilot: Any, incident: int, *, backends: dict[str, Any], runs: di
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
-    lines = ["| backend | task | runs | total p50 / p95 ms | model p50 / p95 ms | "
-             "service p50 / p95 ms | degraded |", "|---|---|---|---|---|---|---|"]
+    header = ("| backend | task | runs | total p50 / p95 ms | model p50 / p95 ms | "
+              "service p50 / p95 ms | degraded |")
+    lines = [header, "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['backend']} | {r['task']} | {r['runs']} | {r['total_p50']:.0f} / "
