@@ -178,36 +178,49 @@ def kb_stats() -> None:
 
 @app.command()
 def demo(
-    question: Annotated[str, typer.Argument(help="A question to ask the demo knowledge base.")] = (
-        "checkout errors after the ledger database ran out of connections"
+    question: Annotated[str, typer.Argument(help="A question about the demo incident.")] = (
+        "What changed before the first alert?"
     ),
 ) -> None:
-    """Build the demo knowledge base (embedded defaults) and answer a demo query."""
-    from ingest.pipeline import run_ingest
-    from retrieval.hybrid import Filters
+    """Build the demo knowledge base and incident (embedded defaults), then ask the copilot a
+    question and for its root-cause hypotheses."""
+    from rich.markup import escape
+
+    from copilot.runner import Copilot
+    from copilot.store import IncidentStore
+    from copilot.tasks.chat import Chat
+    from copilot.tasks.root_causes import RootCauses
+    from ingest.demo import DEMO, build_demo_kb
     from retrieval.retriever import build_retriever
 
     settings = _settings()
-    demo_dir = Path(__file__).resolve().parent.parent / "demo" / "kb"
-    if not demo_dir.exists():
-        raise CopilotError(f"demo corpus not found at {demo_dir}")
+    if not (DEMO / "kb").exists():
+        raise CopilotError(f"demo corpus not found at {DEMO / 'kb'}")
     retriever = build_retriever(settings)
-    report = run_ingest([demo_dir / "postmortems", demo_dir / "runbooks"], index=retriever.index,
-                        settings=settings, prune=True)
-    _load_demo_incident(settings, demo_dir.parent / "incident")
+    report = build_demo_kb(settings, retriever)
+    _load_demo_incident(settings, DEMO / "incident")
     out.print(f"demo knowledge base in {settings.data_dir}: {report.documents} documents "
               f"({report.new} new, {report.changed} changed, {report.unchanged} unchanged), "
               f"{retriever.index.catalog.chunk_count()} chunks")
-    out.print(f"\n[bold]question:[/] {question}\n")
-    for title, kind in (("likely related past incidents", "postmortem"),
-                        ("runbooks to open", "runbook")):
-        out.print(f"[bold underline]{title}[/]")
-        for hit in retriever.search(question, k=3, filters=Filters(kinds=(kind,))):
-            best = hit.chunks[0]
-            out.print(f"  {hit.title}  [dim]({hit.doc_id}, score {hit.score:.4f})[/]")
-            out.print(f"    [cyan][{best.chunk_id}][/] {best.section}: "
-                      f"{' '.join(best.text.split())[:200]}")
-        out.print("")
+    copilot = Copilot(settings, llm=None, retriever=retriever, store=IncidentStore.open(settings))
+    with copilot.store.session() as s:
+        from copilot.incidents import list_incidents
+
+        incidents = list_incidents(s)
+    if not incidents:
+        return
+    snap = copilot.snapshot(incidents[-1].id)
+    answer = copilot.run(Chat(question), snap)
+    out.print(f"\n[bold]question about incident #{snap.id}:[/] {question}")
+    out.print(escape(answer.answer), highlight=False)
+    causes = copilot.run(RootCauses(), snap)
+    out.print("\n[bold]likely root causes[/] (copilot root-causes "
+              f"{snap.id}):")
+    for n, h in enumerate(causes.hypotheses[:3], 1):
+        out.print(f"  {n}. {escape(h.statement)} [dim]({h.confidence_label}; "
+                  f"{', '.join(h.citations)})[/]", highlight=False)
+    out.print(f"\nnext: copilot summarize {snap.id} · copilot runbooks {snap.id} · "
+              f"copilot draft-update {snap.id} --stage investigating --audience customers")
 
 
 @eval_app.command("retrieval")
