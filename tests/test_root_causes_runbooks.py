@@ -259,8 +259,12 @@ def test_model_picks_runbooks_in_its_order_among_candidates(demo_copilot, snap) 
     result = demo_copilot.run(task, snap)
     assert result.backend == "echo" and not result.degraded
     assert "Candidate runbooks:" in echo.calls[0][-1].content
-    assert [r.doc_id for r in result.recommendations] == ["rb-ledger-db-connections-saturated",
-                                                   "rb-checkout-high-error-rate"]
+    docs = [r.doc_id for r in result.recommendations]
+    assert docs[:2] == ["rb-ledger-db-connections-saturated", "rb-checkout-high-error-rate"]
+    # the candidates the model passed over follow, once each, with the rules' reasons
+    assert len(docs) == len(set(docs)) > 2
+    assert all(r.reason.startswith(("declares", "covers", "matches", "retrieved"))
+               for r in result.recommendations[2:]), [r.reason for r in result.recommendations]
     assert result.recommendations[0].reason == "ledger-db is saturated"
     assert all(r.citations and r.supported for r in result.recommendations)
 

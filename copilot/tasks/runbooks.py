@@ -108,7 +108,10 @@ class Runbooks(Task[RunbookResult]):
             rec.reason = clip(reason, 300) or rec.reason
             rec.citations = list(dict.fromkeys([cited, *rec.citations]))
             recs.append(rec)
-        return RunbookResult(recommendations=recs[:self.k])
+        # The model orders what it picked; the candidates it passed over still follow, in the
+        # rules' order, so a terse model never hides a runbook the rules would show.
+        rest = [r for r in self.grounded(snap, items).recommendations if r.doc_id not in chosen]
+        return RunbookResult(recommendations=(recs + rest)[:self.k])
 
     def render(self, result: RunbookResult) -> None:
         """Sections follow the validated citations; the answer text is rebuilt from them."""
