@@ -13,7 +13,7 @@ from typing import Any
 
 from copilot.config import Settings
 from copilot.context import IncidentSnapshot, snapshot_from_store
-from copilot.guardrails.citations import validate
+from copilot.guardrails.citations import support, validate
 from copilot.guardrails.redaction import DEFAULT_INTERNAL_HOSTS, Redactor
 from copilot.llm.base import LLM, Message, ProviderError
 from copilot.tasks.base import Citation, OutputInvalid, R, Task, walk_lines
@@ -22,6 +22,7 @@ from prompts.loader import load_prompt
 
 GROUNDED_BUDGET = 12_000  # tokens of evidence the rules may look at (no model window)
 TOKENIZER_MARGIN = 0.8  # tiktoken counts differ from the model's own tokenizer
+MIN_SUPPORT = 0.25  # a model's claim must share this share of its words with what it cites
 
 
 @dataclass
@@ -182,6 +183,13 @@ class Copilot:
         except OutputInvalid as exc:
             return self._fallback(task, prep, f"model output did not validate: {exc}", model_ms)
         result = self._finish(task, prep, result, model_ms, backend=self.backend)
+        texts = {item.id: item.text for item in prep.packed.items}
+        for line in walk_lines(result):
+            claim = getattr(line, "text", None) or getattr(line, "statement", None)
+            if (task.faithful_lines and isinstance(claim, str) and line.citations
+                    and hasattr(line, "supported")
+                    and support(claim, [texts[c] for c in line.citations]) < MIN_SUPPORT):
+                line.supported = False  # cites something that does not say it
         if not any(line.supported for line in walk_lines(result)):
             return self._fallback(task, prep, "model output cites nothing from the context",
                                   model_ms)

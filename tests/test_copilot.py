@@ -81,15 +81,24 @@ def test_grounded_stream_is_token_by_token_then_final(demo_copilot, snap) -> Non
 
 
 def test_model_answer_citations_are_validated(demo_copilot, snap) -> None:
-    demo_copilot.llm = EchoLLM("Checkout returns 503s because the pool times out [S1]. "
-                               "The moon is involved [S999]. Nothing else is known.")
-    result = demo_copilot.run(Chat("what is happening?"), snap)
+    demo_copilot.llm = EchoLLM("")
+    question = "what is happening?"
+    refs = demo_copilot.prepare(Chat(question), snap).refs
+    pool = next(ref for ref, cid in refs.items() if cid == f"alert:{snap.alerts[0].id}")
+    demo_copilot.llm.answer = (
+        f"The checkout-api 5xx ratio is far above threshold, top error class db_pool_timeout "
+        f"[{pool}]. "
+        "The moon is involved [S999]. Quarterly revenue doubled last year [S1]. "
+        "Nothing else is known.")
+    result = demo_copilot.run(Chat(question), snap)
     assert result.backend == "echo" and not result.degraded
     assert result.dropped_citations == ["S999"]
-    moon = next(line for line in result.lines if "moon" in line.text)
-    assert moon.citations == [] and moon.supported is False
-    assert result.lines[0].supported and result.lines[0].citations[0].startswith("incident:")
-    assert "[S1]" not in result.answer and f"[{result.lines[0].citations[0]}]" in result.answer
+    first, moon, revenue, rest = result.lines
+    assert first.supported and first.citations == [refs[pool]]
+    assert moon.citations == [] and not moon.supported  # cited an id not in the context
+    assert revenue.citations == ["incident:1"] and not revenue.supported  # S1 does not say it
+    assert not rest.supported  # cites nothing
+    assert f"{first.text} [{refs[pool]}]" in result.answer and "[S1]" not in result.answer
 
 
 @pytest.mark.parametrize("llm,reason", [

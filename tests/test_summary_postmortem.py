@@ -176,7 +176,7 @@ def test_model_summary_is_parsed_and_its_citations_validated(demo_copilot, snap)
     (EchoLLM("## Status\n- bad [S1]\n## Owners\n- nobody [S1]"), "found 2 of the 7"),
     (EchoLLM("## Status\n- all fine\n## Customer impact\n- none\n## Timeline\n- 14:00 deploy\n"
              "## Owners\n- Bob [S1]\n"),
-     "rejected: only 1 of the 4 lines the model wrote cite the context"),
+     "rejected: only 0 of the 4 lines the model wrote cite the context"),
     (EchoLLM(fail="HTTP 503: provider down"), "model error: HTTP 503"),
 ])
 def test_bad_model_summary_falls_back_to_the_rules(demo_copilot, snap, llm, reason) -> None:  # type: ignore[no-untyped-def]

@@ -77,6 +77,9 @@ class Task(ABC, Generic[R]):
     max_tokens: ClassVar[int] = 384
     kb_kinds: ClassVar[tuple[str, ...]] = ("runbook", "postmortem")
     kb_k: ClassVar[int] = 3
+    # Lines are restatements of their sources (chat, summary): a model's line whose words are
+    # not in what it cites is marked unsupported. Off for drafts, whose checks guard them.
+    faithful_lines: ClassVar[bool] = False
 
     def evidence(self, snap: IncidentSnapshot, retriever: Any) -> list[ContextItem]:
         """The items the task may use: the incident's own, then knowledge-base passages."""

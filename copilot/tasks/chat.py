@@ -63,6 +63,7 @@ class ChatResult(TaskResult):
 
 class Chat(Task[ChatResult]):
     name = "chat"
+    faithful_lines = True
     result_type = ChatResult
     max_tokens = 320
 
@@ -131,6 +132,7 @@ class Chat(Task[ChatResult]):
 
     def parse(self, text: str, snap: IncidentSnapshot, items: list[ContextItem],
               refs: dict[str, str]) -> ChatResult:
+        self._items = items
         text = text.strip()
         if not text:
             raise OutputInvalid("empty answer")
@@ -145,6 +147,13 @@ class Chat(Task[ChatResult]):
         if not lines:
             raise OutputInvalid("no sentences in the answer")
         return ChatResult(question=self.question, lines=lines)
+
+    def check(self, result: ChatResult, snap: IncidentSnapshot) -> str | None:
+        """A model that says "the context does not say" while the rules find a cited answer in
+        the same context is wrong, not careful."""
+        if not result.answered and self.grounded(snap, getattr(self, "_items", [])).answered:
+            return "the model found no answer, but the context has one"
+        return None
 
     def render(self, result: ChatResult) -> None:
         if result.answered and result.lines:

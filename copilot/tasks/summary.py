@@ -79,6 +79,7 @@ class SummaryResult(TaskResult):
 
 
 class Summary(Task[SummaryResult]):
+    faithful_lines = True
     name = "summary"
     result_type = SummaryResult
     max_tokens = 600
