@@ -151,8 +151,17 @@ def _as_date(value: Any, path: str) -> str | None:
     try:
         return dt.date.fromisoformat(text[:10]).isoformat()
     except ValueError:
-        raise IngestError(f"{path}: date {text!r} is not an ISO date (YYYY-MM-DD)", path=path,
-                          reason="frontmatter") from None
+        pass
+    # Exports from status pages and trackers: US month/day first (as in the public cloud
+    # RCAs), then day/month when the first number cannot be a month, then written months.
+    for fmt in ("%m/%d/%Y", "%d/%m/%Y", "%Y/%m/%d", "%d %b %Y", "%d %B %Y", "%b %d, %Y",
+                "%B %d, %Y"):
+        try:
+            return dt.datetime.strptime(text, fmt).date().isoformat()
+        except ValueError:
+            continue
+    raise IngestError(f"{path}: date {text!r} is not a date (YYYY-MM-DD, or M/D/YYYY)",
+                      path=path, reason="frontmatter")
 
 
 def normalize_metadata(meta: dict[str, Any], *, source: str) -> dict[str, Any]:

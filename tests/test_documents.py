@@ -72,7 +72,7 @@ def test_json_and_jsonl_exports(tmp_path: Path) -> None:
         ("list-yaml.md", b"---\n- a\n- b\n---\nbody\n", "frontmatter", "mapping"),
         ("unclosed.md", b"---\ntitle: x\nbody\n", "frontmatter", "never closed"),
         ("only-fm.md", b"---\ntitle: x\n---\n\n", "empty", "no content"),
-        ("bad-date.md", b"---\ndate: yesterday\n---\nbody\n", "frontmatter", "ISO date"),
+        ("bad-date.md", b"---\ndate: yesterday\n---\nbody\n", "frontmatter", "is not a date"),
         ("bad.json", b"{not json", "json", "not valid JSON"),
         ("record.json", b'[{"title": "no body"}]', "json", "needs a 'title' and a body"),
         ("image.png", b"png", "unsupported", "unsupported file type"),
@@ -114,3 +114,12 @@ def test_utf8_bom_and_utf16_are_accepted(tmp_path: Path) -> None:
     b.write_bytes("# Sixteen\n\nBody text".encode("utf-16"))
     assert parse(a)[0].title == "Title"
     assert parse(b)[0].title == "Sixteen"
+
+
+@pytest.mark.parametrize("raw,iso", [("2015-11-29", "2015-11-29"), ("11/29/2015", "2015-11-29"),
+                                     ("29/11/2015", "2015-11-29"), ("29 Nov 2015", "2015-11-29"),
+                                     ("November 29, 2015", "2015-11-29")])
+def test_dates_in_common_export_formats(raw: str, iso: str) -> None:
+    from ingest.documents import _as_date
+
+    assert _as_date(raw, "x.md") == iso
