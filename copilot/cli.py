@@ -255,6 +255,29 @@ def eval_retrieval(
         out.print(m, highlight=False)
 
 
+@eval_app.command("root-cause")
+def eval_root_cause(
+    cases: Annotated[Path, typer.Option(help="JSONL of root-cause cases.")],
+    kb: Annotated[Path, typer.Option(help="Folder of postmortems (each case's own is left out).")],
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N cases.")] = None,
+    k: Annotated[int, typer.Option(min=1, help="Similar postmortems that vote.")] = 7,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Root-cause category accuracy (leave-one-out) with majority and lexical-vote baselines."""
+    from evals.root_cause import build_index, format_results, load_cases, run_root_cause_eval
+
+    loaded = load_cases(cases)[:limit] if limit else load_cases(cases)
+    retriever, report = build_index(_settings(), kb)
+    if report.errors:
+        err.print(f"{len(report.errors)} postmortems skipped: {report.errors[0]}")
+    result = run_root_cause_eval(loaded, retriever, k=k)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    out.print(f"{result['cases']} cases, {report.documents} postmortems, k={k}")
+    out.print(format_results(result), highlight=False)
+
+
 @eval_app.command("logs")
 def eval_logs(
     loghub: Annotated[Path, typer.Option(help="loghub folder (System/System_2k.log_structured.csv).")],
