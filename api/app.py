@@ -1,8 +1,8 @@
-"""The HTTP app (webhook receivers for now; the chat, summary and drafts routes come with the
-API issue). Errors from the CopilotError hierarchy become HTTP responses here and only here."""
+"""The HTTP app: webhook receivers, and the copilot's tasks under ``/v1`` (api/copilot_routes.py). Errors from the CopilotError hierarchy become HTTP responses here and only here."""
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -17,10 +17,31 @@ STATUS_BY_REASON = {"json": 400, "schema": 422, "source": 404, "oversized": 413}
 
 
 class _State:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, copilot: Any = None) -> None:
         self.settings = settings
         self.store = IncidentStore.open(settings)
         self.rules: RoutingRules = load_rules(settings.routing_file)
+        self._copilots: dict[str | None, Any] = {None: copilot} if copilot else {}
+        self._lock = threading.Lock()
+
+    def copilot(self, backend: str | None = None) -> Any:
+        """The task runner, built on first use (it loads the embedding model) and shared;
+        one per backend asked for."""
+        from copilot.llm.factory import build_llm
+        from copilot.runner import Copilot
+        from retrieval.retriever import build_retriever
+
+        with self._lock:
+            if None not in self._copilots:
+                self._copilots[None] = Copilot(
+                    self.settings, llm=build_llm(self.settings),
+                    retriever=build_retriever(self.settings), store=self.store)
+            base = self._copilots[None]
+            if backend and backend not in self._copilots:
+                self._copilots[backend] = Copilot(
+                    self.settings, llm=build_llm(self.settings, backend=backend),
+                    retriever=base.retriever, store=self.store)
+            return self._copilots[backend] if backend else base
 
 
 def get_state(request: Request) -> _State:
@@ -30,10 +51,14 @@ def get_state(request: Request) -> _State:
 StateDep = Annotated[_State, Depends(get_state)]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, copilot: Any = None) -> FastAPI:
+    """The app; ``copilot`` is a ready task runner to share (tests), else built on first use."""
+    from api.copilot_routes import router
+
     settings = settings or get_settings()
     app = FastAPI(title="Incident Copilot", version="0.1.0")
-    app.state.copilot = _State(settings)
+    app.state.copilot = _State(settings, copilot=copilot)
+    app.include_router(router)
 
     @app.exception_handler(CopilotError)
     async def _copilot_error(_request: Request, exc: CopilotError) -> JSONResponse:

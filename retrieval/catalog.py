@@ -42,7 +42,11 @@ class Catalog:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        # Shared by the API's worker threads: SQLite here is built serialized
+        # (sqlite3.threadsafety == 3). Writers (ingest) must not share one Catalog with
+        # concurrent readers mid-transaction; the API reads only.
+        self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None,
+                                   check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -1,0 +1,119 @@
+"""The copilot's tasks over HTTP, under ``/v1``: every task returns its typed result (the
+OpenAPI schema is the pydantic model), and chat streams as Server-Sent Events.
+
+Routes are plain ``def`` so the blocking work (retrieval, a model call) runs in the worker
+thread pool, not on the event loop. Auth, the drafts workflow and the web panel come with the
+rest of the API issue.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from copilot.tasks.chat import Chat, ChatResult
+from copilot.tasks.postmortem import Postmortem, PostmortemResult
+from copilot.tasks.root_causes import RootCauseResult, RootCauses
+from copilot.tasks.runbooks import RunbookResult, Runbooks
+from copilot.tasks.status_update import StatusDraftResult, StatusUpdate
+from copilot.tasks.summary import Summary, SummaryResult
+
+router = APIRouter(prefix="/v1", tags=["copilot"])
+
+BackendName = Literal["grounded", "local", "openai"]
+BackendQuery = Annotated[BackendName | None, Query(
+    description="Override the configured LLM backend for this request.")]
+
+
+def get_copilot(request: Request, backend: BackendQuery = None) -> Any:
+    return request.app.state.copilot.copilot(backend)
+
+
+CopilotDep = Annotated[Any, Depends(get_copilot)]
+
+
+class Turn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=8_000)
+
+
+class ChatRequest(BaseModel):
+    question: str = Field(min_length=1, max_length=4_000)
+    history: list[Turn] = Field(default_factory=list, max_length=50)
+
+
+class AlertBody(BaseModel):
+    labels: dict[str, str] = Field(description="Must include alertname.")
+    annotations: dict[str, str] = Field(default_factory=dict)
+    expr: str = ""
+    status: Literal["firing", "resolved"] = "firing"
+
+
+@router.get("/incidents/{incident_id}/root-causes", response_model=RootCauseResult)
+def root_causes(incident_id: int, copilot: CopilotDep) -> Any:
+    """Ranked hypotheses with evidence and a confirming check, or an abstention."""
+    return copilot.run(RootCauses(), copilot.snapshot(incident_id))
+
+
+@router.get("/incidents/{incident_id}/runbooks", response_model=RunbookResult)
+def incident_runbooks(incident_id: int, copilot: CopilotDep) -> Any:
+    return copilot.run(Runbooks(), copilot.snapshot(incident_id))
+
+
+@router.post("/runbooks", response_model=RunbookResult)
+def alert_runbooks(alert: AlertBody, copilot: CopilotDep) -> Any:
+    """Runbooks for one alert (labels, annotations, PromQL expression)."""
+    from copilot.context import snapshot_from_alert
+
+    return copilot.run(Runbooks(), snapshot_from_alert(alert.model_dump()))
+
+
+@router.get("/incidents/{incident_id}/status-draft", response_model=StatusDraftResult)
+def status_draft(
+    incident_id: int, copilot: CopilotDep,
+    stage: Literal["investigating", "identified", "monitoring", "resolved"] = "investigating",
+    audience: Literal["customers", "internal"] = "customers",
+) -> Any:
+    """A status-update draft with the checks it passed or failed (not yet stored)."""
+    task = StatusUpdate.from_settings(copilot.settings, stage=stage, audience=audience)
+    return copilot.run(task, copilot.snapshot(incident_id))
+
+
+@router.get("/incidents/{incident_id}/summary", response_model=SummaryResult)
+def summary(incident_id: int, copilot: CopilotDep) -> Any:
+    return copilot.run(Summary(), copilot.snapshot(incident_id))
+
+
+@router.get("/incidents/{incident_id}/postmortem", response_model=PostmortemResult)
+def postmortem(incident_id: int, copilot: CopilotDep) -> Any:
+    """A postmortem draft; 400 while the incident is not resolved."""
+    return copilot.run(Postmortem(), copilot.snapshot(incident_id))
+
+
+@router.post("/incidents/{incident_id}/chat", response_model=ChatResult, responses={
+    200: {"content": {"text/event-stream": {}},
+          "description": "With `Accept: text/event-stream`: `token` events, then one `final` "
+                         "event whose data is the ChatResult (and `replace`)."}})
+def chat(incident_id: int, body: ChatRequest, request: Request, copilot: CopilotDep) -> Any:
+    """Answer a question about the incident with citations; streamed as Server-Sent Events
+    when the client accepts ``text/event-stream``."""
+    task = Chat(body.question, history=[(t.role, t.content) for t in body.history])
+    snap = copilot.snapshot(incident_id)
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return copilot.run(task, snap)
+    return StreamingResponse(_sse(copilot.stream(task, snap)), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _sse(events: Iterator[dict[str, Any]]) -> Iterator[str]:
+    for event in events:
+        if event["type"] == "token":
+            yield f"event: token\ndata: {json.dumps({'text': event['text']})}\n\n"
+        else:
+            data = {"replace": event["replace"], "result": event["result"].model_dump(mode="json")}
+            yield f"event: final\ndata: {json.dumps(data)}\n\n"
