@@ -95,6 +95,25 @@ class Copilot:
             spare = self.llm.context_window * TOKENIZER_MARGIN - task.max_tokens
             budget = int(spare - count_tokens(system) - count_tokens(skeleton) - history - 32)
             packed = pack(items, budget=max(budget, 0))
+        while True:
+            refs, messages = self._messages(task, snap, prompt, system, packed)
+            if self.llm is None or not packed.items:
+                break
+            used = sum(count_tokens(m.content) + 4 for m in messages)
+            if used + task.max_tokens <= self.llm.context_window * TOKENIZER_MARGIN:
+                break
+            # Parts that grow with the items (a task's candidate list) did not fit: drop the
+            # lowest-priority item and render again.
+            packed.left_out.insert(0, packed.items.pop())
+        redactor = None
+        if self.llm is not None and self.llm.external:
+            redactor = self.redactor()
+            messages = [Message(m.role, redactor.redact(m.content)) for m in messages]
+        return Prepared(snap, items, packed, refs, messages, redactor,
+                        f"{prompt.name}@{prompt.version}", retrieval_ms, started)
+
+    def _messages(self, task: Task[R], snap: IncidentSnapshot, prompt: Any, system: str,
+                  packed: Packed) -> tuple[dict[str, str], list[Message]]:
         refs = {f"S{n}": item.id for n, item in enumerate(packed.items, 1)}
         view = [{"ref": f"S{n}", "id": item.id, "kind": item.kind, "title": item.title,
                  "text": item.text} for n, item in enumerate(packed.items, 1)]
@@ -104,12 +123,7 @@ class Copilot:
         messages += [Message("assistant" if r == "assistant" else "user", t)
                      for r, t in task.history()]
         messages.append(Message("user", user))
-        redactor = None
-        if self.llm is not None and self.llm.external:
-            redactor = self.redactor()
-            messages = [Message(m.role, redactor.redact(m.content)) for m in messages]
-        return Prepared(snap, items, packed, refs, messages, redactor,
-                        f"{prompt.name}@{prompt.version}", retrieval_ms, started)
+        return refs, messages
 
     # -- answering -------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ def pack(items: list[ContextItem], *, budget: int, overhead: int = 12) -> Packed
     out = Packed()
     ordered = sorted(items, key=lambda i: (PRIORITY.get(i.kind, 9), i.kind == "timeline", i.rank))
     for item in ordered:
-        cost = count_tokens(item.text) + overhead
+        cost = count_tokens(item.text) + count_tokens(item.title) + overhead
         if out.tokens + cost <= budget:
             out.items.append(item)
             out.tokens += cost

@@ -212,3 +212,29 @@ def test_openai_backend_streams_through_a_real_server_and_no_canary_reaches_it(
     for kind in ("HOST", "IP", "EMAIL", "TOKEN", "SECRET", "URL_CREDENTIALS", "BEARER"):
         assert f"[{kind}_1]" in sent, kind
     assert all(json.loads(b)["model"] == "smollm2" for b in proxy.bodies)
+
+
+def test_every_task_prompt_fits_the_model_window_and_reports_what_was_left_out(
+        demo_copilot, snap) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from copilot.tasks.postmortem import Postmortem
+    from copilot.tasks.root_causes import RootCauses
+    from copilot.tasks.runbooks import Runbooks
+    from copilot.tasks.status_update import StatusUpdate
+    from copilot.tasks.summary import Summary
+    from prompts.budget import count_tokens
+
+    demo_copilot.llm = EchoLLM("x")
+    resolved = dataclasses.replace(snap, status="resolved", resolved_at=snap.now,
+                                   mitigated_at=snap.now - dt.timedelta(minutes=5))
+    for task, s in ((Chat("What changed?"), snap), (RootCauses(), snap), (Runbooks(), snap),
+                    (StatusUpdate(stage="investigating"), snap), (Summary(), snap),
+                    (Postmortem(), resolved)):
+        prep = demo_copilot.prepare(task, s)
+        used = sum(count_tokens(m.content) + 4 for m in prep.messages)
+        assert used + task.max_tokens <= demo_copilot.llm.context_window * 0.85, task.name
+        assert prep.packed.items and prep.packed.left_out, task.name  # the demo overflows 2k
+        assert prep.packed.items[0].kind == "incident"  # incident facts are packed first
+        result = demo_copilot.run(task, s)
+        assert result.left_out == [i.id for i in prep.packed.left_out] or result.degraded

@@ -246,6 +246,8 @@ def test_steps_come_from_lists_or_code_blocks() -> None:
 
 def test_model_picks_runbooks_in_its_order_among_candidates(demo_copilot, snap) -> None:
     task = Runbooks()
+    demo_copilot.llm = EchoLLM("")
+    demo_copilot.llm.context_window = 8192  # a served model: every candidate fits
     prep = demo_copilot.prepare(task, snap)
     first_ref: dict[str, str] = {}
     for ref, cid in prep.refs.items():
@@ -255,6 +257,7 @@ def test_model_picks_runbooks_in_its_order_among_candidates(demo_copilot, snap) 
     echo = EchoLLM(f"S999: not a candidate\n"
                    f"{first_ref['rb-ledger-db-connections-saturated']}: ledger-db is saturated\n"
                    f"- {first_ref['rb-checkout-high-error-rate']}: checkout returns 5xx")
+    echo.context_window = 8192
     demo_copilot.llm = echo
     result = demo_copilot.run(task, snap)
     assert result.backend == "echo" and not result.degraded
