@@ -88,17 +88,20 @@ def test_model_answer_citations_are_validated(demo_copilot, snap) -> None:
     demo_copilot.llm.answer = (
         f"The checkout-api 5xx ratio is far above threshold, top error class db_pool_timeout "
         f"[{pool}]. "
-        "The moon is involved [S999]. Quarterly revenue doubled last year [S1]. "
-        "Nothing else is known.")
+        "The incident is SEV1 and investigating [S1]. The moon is involved [S999]. "
+        "Quarterly revenue doubled last year [S1].")
     result = demo_copilot.run(Chat(question), snap)
     assert result.backend == "echo" and not result.degraded
     assert result.dropped_citations == ["S999"]
-    first, moon, revenue, rest = result.lines
-    assert first.supported and first.citations == [refs[pool]]
+    first, status, moon, revenue = result.lines
+    assert first.supported and first.citations == [refs[pool]] and status.supported
     assert moon.citations == [] and not moon.supported  # cited an id not in the context
     assert revenue.citations == ["incident:1"] and not revenue.supported  # S1 does not say it
-    assert not rest.supported  # cites nothing
     assert f"{first.text} [{refs[pool]}]" in result.answer and "[S1]" not in result.answer
+    # mostly unsupported: the whole answer is rejected for the grounded one
+    demo_copilot.llm.answer += " Nothing else is known. The sky is green [S1]."
+    result = demo_copilot.run(Chat(question), snap)
+    assert result.degraded and "only 2 of the 6 sentences are supported" in (result.reason or "")
 
 
 @pytest.mark.parametrize("llm,reason", [

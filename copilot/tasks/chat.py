@@ -153,6 +153,10 @@ class Chat(Task[ChatResult]):
         the same context is wrong, not careful."""
         if not result.answered and self.grounded(snap, getattr(self, "_items", [])).answered:
             return "the model found no answer, but the context has one"
+        supported = sum(1 for line in result.lines if line.supported)
+        if result.answered and supported * 2 < len(result.lines):
+            return (f"only {supported} of the {len(result.lines)} sentences are supported by "
+                    f"what they cite")
         return None
 
     def render(self, result: ChatResult) -> None:
