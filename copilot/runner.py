@@ -133,7 +133,7 @@ class Copilot:
             return self._finish(task, prep, task.grounded(snap, prep.packed.items), 0.0)
         model_started = time.perf_counter()
         try:
-            text = self._complete(prep, task.max_tokens)
+            text = "".join(self._guarded(prep, task.max_tokens))
             model_ms = (time.perf_counter() - model_started) * 1000
             return self._from_model(task, prep, text, model_ms)
         except ProviderError as exc:
@@ -145,29 +145,21 @@ class Copilot:
         ``{"type": "final", "result"}``. When the final answer differs from the streamed text
         (the model failed midway or its answer did not validate) ``final.replace`` is True."""
         prep = self.prepare(task, snap)
+        parts: list[str] = []
         if self.llm is None:
             result = self._finish(task, prep, task.grounded(snap, prep.packed.items), 0.0)
-            for piece in _pieces(getattr(result, "answer", "")):
-                yield {"type": "token", "text": piece}
-            yield {"type": "final", "result": result, "replace": False}
-            return
-        model_started = time.perf_counter()
-        parts: list[str] = []
-        try:
-            deadline = model_started + self.settings.llm_timeout
-            for piece in self.llm.stream(prep.messages, max_tokens=task.max_tokens):
-                parts.append(piece)
-                yield {"type": "token", "text": self._show(prep, piece)}
-                if time.perf_counter() > deadline:
-                    raise ProviderError(f"timed out after {self.settings.llm_timeout:g} s")
-                if len(parts) % 16 == 0 and looping("".join(parts)):
-                    raise ProviderError("the model is repeating itself")
-            model_ms = (time.perf_counter() - model_started) * 1000
-            result = self._from_model(task, prep, "".join(parts), model_ms)
-        except ProviderError as exc:
-            model_ms = (time.perf_counter() - model_started) * 1000
-            result = self._fallback(task, prep, f"model error: {exc}", model_ms)
-        if not parts and result.degraded:
+        else:
+            model_started = time.perf_counter()
+            try:
+                for piece in self._guarded(prep, task.max_tokens):
+                    parts.append(piece)
+                    yield {"type": "token", "text": self._show(prep, piece)}
+                model_ms = (time.perf_counter() - model_started) * 1000
+                result = self._from_model(task, prep, "".join(parts), model_ms)
+            except ProviderError as exc:
+                model_ms = (time.perf_counter() - model_started) * 1000
+                result = self._fallback(task, prep, f"model error: {exc}", model_ms)
+        if not parts:  # nothing streamed yet (grounded, or the model failed at once)
             for piece in _pieces(getattr(result, "answer", "")):
                 yield {"type": "token", "text": piece}
             yield {"type": "final", "result": result, "replace": False}
@@ -177,17 +169,18 @@ class Copilot:
     def _show(self, prep: Prepared, piece: str) -> str:
         return prep.redactor.restore(piece) if prep.redactor else piece
 
-    def _complete(self, prep: Prepared, max_tokens: int) -> str:
+    def _guarded(self, prep: Prepared, max_tokens: int) -> Iterator[str]:
+        """The model's pieces, stopped with a ProviderError past the deadline or in a loop."""
         assert self.llm is not None
         deadline = time.perf_counter() + self.settings.llm_timeout
         parts: list[str] = []
         for piece in self.llm.stream(prep.messages, max_tokens=max_tokens):
             parts.append(piece)
+            yield piece
             if time.perf_counter() > deadline:
                 raise ProviderError(f"timed out after {self.settings.llm_timeout:g} s")
             if len(parts) % 16 == 0 and looping("".join(parts)):
                 raise ProviderError("the model is repeating itself")
-        return "".join(parts)
 
     def _from_model(self, task: Task[R], prep: Prepared, text: str, model_ms: float) -> R:
         if prep.redactor is not None:

@@ -9,7 +9,6 @@ scored for the lexical, dense and hybrid rankers, overall and per source.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,20 +68,10 @@ class RetrievalEval:
 
 
 def load_cases(path: Path) -> list[Case]:
-    if not path.exists():
-        raise EvalError(f"cases file not found: {path}")
-    cases = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-            cases.append(Case(raw["id"], raw["alert"], raw["gold"]["runbook"], raw.get("source", "")))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise EvalError(f"{path}:{n}: not a runbook case ({exc})") from exc
-    if not cases:
-        raise EvalError(f"{path}: no cases")
-    return cases
+    from evals.cases import read_cases
+
+    return read_cases(path, lambda raw: Case(raw["id"], raw["alert"], raw["gold"]["runbook"],
+                                             raw.get("source", "")), what="a runbook case")
 
 
 def source_label(source: str) -> str:

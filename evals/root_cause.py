@@ -9,7 +9,6 @@ Gold labels are read only to score.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,23 +31,11 @@ class RootCauseCase:
 
 
 def load_cases(path: Path) -> list[RootCauseCase]:
-    cases = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise EvalError(f"cannot read {path}: {exc.strerror}") from exc
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-            cases.append(RootCauseCase(str(raw["id"]), str(raw["postmortem_id"]),
-                                       dict(raw["incident"]), str(raw["gold"]["category"])))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise EvalError(f"{path}:{n}: not a root-cause case ({exc})") from exc
-    if not cases:
-        raise EvalError(f"{path}: no cases")
-    return cases
+    from evals.cases import read_cases
+
+    return read_cases(path, lambda raw: RootCauseCase(
+        str(raw["id"]), str(raw["postmortem_id"]), dict(raw["incident"]),
+        str(raw["gold"]["category"])), what="a root-cause case")
 
 
 def snapshot(case: RootCauseCase) -> IncidentSnapshot:
