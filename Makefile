@@ -34,7 +34,7 @@ local: $(VENV)/.local-installed
 
 run: $(VENV)/.run-installed
 	$(BIN)/copilot demo
-	@echo "serving on http://127.0.0.1:8080 (copilot: /v1/incidents/1/summary, /v1/incidents/1/chat, /docs; webhooks: /webhooks/...); Ctrl-C stops"
+	@echo "web panel: http://127.0.0.1:8080/  (sign in with a demo key printed above; API: /docs); Ctrl-C stops"
 	$(BIN)/copilot serve
 
 test: $(VENV)/.test-installed

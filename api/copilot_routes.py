@@ -2,8 +2,7 @@
 OpenAPI schema is the pydantic model), and chat streams as Server-Sent Events.
 
 Routes are plain ``def`` so the blocking work (retrieval, a model call) runs in the worker
-thread pool, not on the event loop. Auth, the drafts workflow and the web panel come with the
-rest of the API issue.
+thread pool, not on the event loop. Each route names the permission it needs (api/deps.py).
 """
 
 from __future__ import annotations
@@ -12,9 +11,11 @@ import json
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
+
+from api.deps import Chatter, Drafter, Reader, Summarizer
 
 from copilot.tasks.chat import Chat, ChatResult
 from copilot.tasks.postmortem import Postmortem, PostmortemResult
@@ -47,35 +48,43 @@ class ChatRequest(BaseModel):
     history: list[Turn] = Field(default_factory=list, max_length=50)
 
 
+IncidentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
 class AlertBody(BaseModel):
-    labels: dict[str, str] = Field(description="Must include alertname.")
-    annotations: dict[str, str] = Field(default_factory=dict)
-    expr: str = ""
+    labels: dict[str, Annotated[str, Field(max_length=2_000)]] = Field(
+        description="Must include alertname.", max_length=100)
+    annotations: dict[str, Annotated[str, Field(max_length=8_000)]] = Field(
+        default_factory=dict, max_length=100)
+    expr: str = Field(default="", max_length=8_000)
     status: Literal["firing", "resolved"] = "firing"
 
 
 @router.get("/incidents/{incident_id}/root-causes", response_model=RootCauseResult)
-def root_causes(incident_id: int, copilot: CopilotDep) -> Any:
+def root_causes(incident_id: IncidentId, copilot: CopilotDep, _: Reader) -> Any:
     """Ranked hypotheses with evidence and a confirming check, or an abstention."""
     return copilot.run(RootCauses(), copilot.snapshot(incident_id))
 
 
 @router.get("/incidents/{incident_id}/runbooks", response_model=RunbookResult)
-def incident_runbooks(incident_id: int, copilot: CopilotDep) -> Any:
+def incident_runbooks(incident_id: IncidentId, copilot: CopilotDep, _: Reader) -> Any:
     return copilot.run(Runbooks(), copilot.snapshot(incident_id))
 
 
 @router.post("/runbooks", response_model=RunbookResult)
-def alert_runbooks(alert: AlertBody, copilot: CopilotDep) -> Any:
+def alert_runbooks(alert: AlertBody, copilot: CopilotDep, _: Reader) -> Any:
     """Runbooks for one alert (labels, annotations, PromQL expression)."""
     from copilot.context import snapshot_from_alert
+    from copilot.tasks.base import TaskError
 
+    if not alert.labels.get("alertname"):
+        raise TaskError("labels.alertname: an alert needs its name")
     return copilot.run(Runbooks(), snapshot_from_alert(alert.model_dump()))
 
 
 @router.get("/incidents/{incident_id}/status-draft", response_model=StatusDraftResult)
 def status_draft(
-    incident_id: int, copilot: CopilotDep,
+    incident_id: IncidentId, copilot: CopilotDep, _: Drafter,
     stage: Literal["investigating", "identified", "monitoring", "resolved"] = "investigating",
     audience: Literal["customers", "internal"] = "customers",
 ) -> Any:
@@ -85,12 +94,12 @@ def status_draft(
 
 
 @router.get("/incidents/{incident_id}/summary", response_model=SummaryResult)
-def summary(incident_id: int, copilot: CopilotDep) -> Any:
+def summary(incident_id: IncidentId, copilot: CopilotDep, _: Summarizer) -> Any:
     return copilot.run(Summary(), copilot.snapshot(incident_id))
 
 
 @router.get("/incidents/{incident_id}/postmortem", response_model=PostmortemResult)
-def postmortem(incident_id: int, copilot: CopilotDep) -> Any:
+def postmortem(incident_id: IncidentId, copilot: CopilotDep, _: Summarizer) -> Any:
     """A postmortem draft; 400 while the incident is not resolved."""
     return copilot.run(Postmortem(), copilot.snapshot(incident_id))
 
@@ -99,7 +108,8 @@ def postmortem(incident_id: int, copilot: CopilotDep) -> Any:
     200: {"content": {"text/event-stream": {}},
           "description": "With `Accept: text/event-stream`: `token` events, then one `final` "
                          "event whose data is the ChatResult (and `replace`)."}})
-def chat(incident_id: int, body: ChatRequest, request: Request, copilot: CopilotDep) -> Any:
+def chat(incident_id: IncidentId, body: ChatRequest, request: Request, copilot: CopilotDep,
+         _: Chatter) -> Any:
     """Answer a question about the incident with citations; streamed as Server-Sent Events
     when the client accepts ``text/event-stream``."""
     task = Chat(body.question, history=[(t.role, t.content) for t in body.history])
@@ -108,6 +118,30 @@ def chat(incident_id: int, body: ChatRequest, request: Request, copilot: Copilot
         return copilot.run(task, snap)
     return StreamingResponse(_sse(copilot.stream(task, snap)), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+class SearchHit(BaseModel):
+    doc_id: str
+    title: str
+    kind: str
+    source: str
+    score: float
+    services: list[str] = Field(default_factory=list)
+    date: str | None = None
+    chunks: list[dict[str, Any]] = Field(default_factory=list)
+
+
+@router.get("/search", response_model=list[SearchHit])
+def search(copilot: CopilotDep, _: Reader,
+           q: Annotated[str, Query(min_length=1, max_length=1_000)],
+           kind: Annotated[Literal["runbook", "postmortem", "document"] | None, Query()] = None,
+           service: Annotated[str | None, Query(max_length=200)] = None,
+           k: Annotated[int, Query(ge=1, le=50)] = 5) -> Any:
+    """Hybrid search over the knowledge base (dense + BM25), best documents first."""
+    from retrieval.hybrid import Filters
+
+    filters = Filters(kinds=(kind,) if kind else (), services=(service,) if service else ())
+    return [hit.to_dict() for hit in copilot.retriever.search(q, k=k, filters=filters)]
 
 
 def _sse(events: Iterator[dict[str, Any]]) -> Iterator[str]:

@@ -181,6 +181,7 @@ def demo(
     question: Annotated[str, typer.Argument(help="A question about the demo incident.")] = (
         "What changed before the first alert?"
     ),
+    keys: Annotated[bool, typer.Option(help="Make and print a fresh demo API key per role.")] = True,
 ) -> None:
     """Build the demo knowledge base and incident (embedded defaults), then ask the copilot a
     question and for its root-cause hypotheses."""
@@ -221,6 +222,14 @@ def demo(
                   f"{', '.join(h.citations)})[/]", highlight=False)
     out.print(f"\nnext: copilot summarize {snap.id} · copilot runbooks {snap.id} · "
               f"copilot draft-update {snap.id} --stage investigating --audience customers")
+    if keys:
+        from copilot.auth import rotate_demo_keys
+
+        with copilot.store.session() as s:
+            made = rotate_demo_keys(s)
+        out.print("\n[bold]demo API keys[/] (new each run; the previous demo keys are revoked):")
+        for role, key in made.items():
+            out.print(f"  {role:<10} {key}", highlight=False)
 
 
 @eval_app.command("retrieval")
@@ -524,7 +533,7 @@ def incidents_metrics(
         out.print(f"  {key.upper()}: mean {v['mean']} min, median {v['median']} min (n={v['n']})")
 
 
-from copilot import cli_tasks  # noqa: F401  (registers the task commands on ``app``)
+from copilot import cli_keys, cli_tasks  # noqa: F401,E402  (register their commands on ``app``)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from copilot import telemetry
 from copilot.config import Settings
 from copilot.context import IncidentSnapshot, snapshot_from_store
 from copilot.guardrails.citations import support, validate
@@ -174,13 +175,20 @@ class Copilot:
         assert self.llm is not None
         deadline = time.perf_counter() + self.settings.llm_timeout
         parts: list[str] = []
-        for piece in self.llm.stream(prep.messages, max_tokens=max_tokens):
-            parts.append(piece)
-            yield piece
-            if time.perf_counter() > deadline:
-                raise ProviderError(f"timed out after {self.settings.llm_timeout:g} s")
-            if len(parts) % 16 == 0 and looping("".join(parts)):
-                raise ProviderError("the model is repeating itself")
+        outcome = "error"
+        try:
+            for piece in self.llm.stream(prep.messages, max_tokens=max_tokens):
+                parts.append(piece)
+                yield piece
+                if time.perf_counter() > deadline:
+                    raise ProviderError(f"timed out after {self.settings.llm_timeout:g} s")
+                if len(parts) % 16 == 0 and looping("".join(parts)):
+                    raise ProviderError("the model is repeating itself")
+            outcome = "ok"
+        finally:
+            telemetry.llm_call(self.llm.name, outcome,
+                               sum(count_tokens(m.content) for m in prep.messages),
+                               count_tokens("".join(parts)))
 
     def _from_model(self, task: Task[R], prep: Prepared, text: str, model_ms: float) -> R:
         if prep.redactor is not None:
@@ -211,6 +219,7 @@ class Copilot:
         result = self._finish(task, prep, task.grounded(prep.snap, prep.packed.items), model_ms)
         result.degraded = True
         result.reason = reason
+        telemetry.fallback(task.name, reason)
         return result
 
     def _finish(self, task: Task[R], prep: Prepared, result: R, model_ms: float, *,

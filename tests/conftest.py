@@ -216,6 +216,20 @@ def incident_store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ign
     admin.dispose()
 
 
+def api_key(settings: Settings, role: str, *, source: str | None = None,
+            name: str | None = None) -> str:
+    """A new API key (or webhook token with ``source``) in the store of ``settings``."""
+    from copilot.auth import create_key
+    from copilot.store import IncidentStore
+
+    store = IncidentStore.open(settings)
+    try:
+        with store.session() as s:
+            return create_key(s, name=name or f"test-{role}", role=role, source=source)[1]
+    finally:
+        store.engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def demo_env(tmp_path_factory: pytest.TempPathFactory, real_embedder):  # type: ignore[no-untyped-def]
     """The demo knowledge base (real embedder, embedded Chroma) and the demo incident in a

@@ -9,12 +9,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from tests.conftest import api_key
 
 
 @pytest.fixture
 def client(demo_env, demo_copilot):  # type: ignore[no-untyped-def]
     settings, _, _ = demo_env
-    with TestClient(create_app(settings, copilot=demo_copilot)) as c:
+    with TestClient(create_app(settings, copilot=demo_copilot),
+                    headers={"Authorization": f"Bearer {api_key(settings, 'admin')}"}) as c:
         yield c
 
 

@@ -1,0 +1,279 @@
+"""Incidents over HTTP: list, create, update, status changes, roles, notes, the sources the
+copilot cites, and incident metrics. Every write is audited in its own transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import Noter, Reader, StateDep, Writer
+from copilot import audit
+from copilot.incidents import (
+    ROLES as INCIDENT_ROLES,
+)
+from copilot.incidents import (
+    IncidentError,
+    assign,
+    get_incident,
+    list_incidents,
+    log,
+    open_incident,
+    set_status,
+)
+from copilot.models import Alert, Incident, LogLine, Severity, Status
+
+router = APIRouter(prefix="/v1", tags=["incidents"])
+IncidentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class IncidentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    title: str
+    severity: Severity
+    status: Status
+    services: list[str]
+    commander: str | None
+    tech_lead: str | None
+    comms_lead: str | None
+    started_at: dt.datetime | None
+    detected_at: dt.datetime | None
+    acknowledged_at: dt.datetime | None
+    mitigated_at: dt.datetime | None
+    resolved_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    alert_count: int = 0
+
+
+class TimelineItem(BaseModel):
+    id: int
+    at: dt.datetime
+    kind: str
+    actor: str
+    text: str
+
+
+class AlertRow(BaseModel):
+    id: int
+    name: str
+    status: str
+    severity: str | None
+    service: str | None
+    source: str
+    starts_at: dt.datetime | None
+    deliveries: int
+
+
+class IncidentDetail(IncidentOut):
+    timeline: list[TimelineItem]
+    alerts: list[AlertRow]
+
+
+class IncidentCreate(BaseModel):
+    title: str = Field(min_length=1, max_length=300)
+    severity: Severity
+    services: list[Name] = Field(default_factory=list, max_length=50)
+
+
+class IncidentPatch(BaseModel):
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    severity: Severity | None = None
+    services: list[Name] | None = Field(default=None, max_length=50)
+
+
+class StatusChange(BaseModel):
+    status: Status
+
+
+class RoleChange(BaseModel):
+    role: Literal["commander", "tech_lead", "comms_lead"]
+    person: Name
+
+
+class Note(BaseModel):
+    text: str = Field(min_length=1, max_length=4_000)
+
+
+class Source(BaseModel):
+    id: str
+    kind: str
+    title: str
+    text: str
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+def _out(incident: Incident) -> IncidentOut:
+    out = IncidentOut.model_validate(incident)
+    out.alert_count = len(incident.alerts)
+    return out
+
+
+def _fields(incident: Incident) -> dict[str, Any]:
+    return _out(incident).model_dump(exclude={"alert_count", "created_at", "updated_at"})
+
+
+@router.get("/incidents", response_model=list[IncidentOut])
+def incidents(st: StateDep, _: Reader, open_only: bool = False) -> Any:
+    with st.store.session() as s:
+        return [_out(i) for i in list_incidents(s, open_only=open_only)]
+
+
+@router.post("/incidents", response_model=IncidentOut, status_code=201)
+def create_incident(body: IncidentCreate, st: StateDep, who: Writer) -> Any:
+    with st.store.session() as s:
+        incident = open_incident(s, title=body.title, severity=body.severity,
+                                 services=body.services, actor=who.name, reason="declared")
+        s.flush()
+        audit.record(s, actor=who.name, role=who.role, action="incident.create",
+                     target=f"incident:{incident.id}", after=_fields(incident))
+        return _out(incident)
+
+
+@router.get("/incidents/{incident_id}", response_model=IncidentDetail)
+def incident(incident_id: IncidentId, st: StateDep, _: Reader) -> Any:
+    with st.store.session() as s:
+        i = get_incident(s, incident_id)
+        return IncidentDetail(
+            **_out(i).model_dump(),
+            timeline=[TimelineItem(id=e.id, at=e.at, kind=e.kind, actor=e.actor, text=e.text)
+                      for e in i.timeline],
+            alerts=[AlertRow(id=a.id, name=a.name, status=a.status, severity=a.severity,
+                             service=a.service, source=a.source, starts_at=a.starts_at,
+                             deliveries=a.deliveries) for a in i.alerts])
+
+
+@router.patch("/incidents/{incident_id}", response_model=IncidentOut)
+def update_incident(incident_id: IncidentId, body: IncidentPatch, st: StateDep,
+                    who: Writer) -> Any:
+    with st.store.session() as s:
+        i = get_incident(s, incident_id)
+        before = _fields(i)
+        changes = body.model_dump(exclude_none=True)
+        if "services" in changes:
+            changes["services"] = sorted(set(changes["services"]))
+        for key, value in changes.items():
+            setattr(i, key, value)
+        if changes:
+            log(i, "Updated " + ", ".join(sorted(changes)), kind="note", actor=who.name)
+            audit.record(s, actor=who.name, role=who.role, action="incident.update",
+                         target=f"incident:{i.id}", before=before, after=_fields(i))
+        s.flush()
+        return _out(i)
+
+
+@router.post("/incidents/{incident_id}/status", response_model=IncidentOut)
+def change_status(incident_id: IncidentId, body: StatusChange, st: StateDep, who: Writer) -> Any:
+    """investigating → identified → monitoring → resolved; a resolved incident can only be
+    reopened (back to investigating). 409 for any other move."""
+    with st.store.session() as s:
+        i = get_incident(s, incident_id)
+        before = _fields(i)
+        set_status(s, i, body.status, actor=who.name)
+        audit.record(s, actor=who.name, role=who.role, action="incident.status",
+                     target=f"incident:{i.id}", before=before, after=_fields(i))
+        s.flush()
+        return _out(i)
+
+
+@router.put("/incidents/{incident_id}/roles", response_model=IncidentOut)
+def change_role(incident_id: IncidentId, body: RoleChange, st: StateDep, who: Writer) -> Any:
+    assert body.role in INCIDENT_ROLES
+    with st.store.session() as s:
+        i = get_incident(s, incident_id)
+        before = _fields(i)
+        assign(s, i, role=body.role, person=body.person.strip(), actor=who.name)
+        audit.record(s, actor=who.name, role=who.role, action="incident.role",
+                     target=f"incident:{i.id}", before=before, after=_fields(i))
+        s.flush()
+        return _out(i)
+
+
+@router.post("/incidents/{incident_id}/notes", response_model=TimelineItem, status_code=201)
+def add_note(incident_id: IncidentId, body: Note, st: StateDep, who: Noter) -> Any:
+    with st.store.session() as s:
+        i = get_incident(s, incident_id)
+        log(i, body.text, kind="note", actor=who.name)
+        s.flush()
+        entry = i.timeline[-1]
+        audit.record(s, actor=who.name, role=who.role, action="incident.note",
+                     target=f"incident:{i.id}", after={"timeline_id": entry.id, "text": body.text})
+        return TimelineItem(id=entry.id, at=entry.at, kind=entry.kind, actor=entry.actor,
+                            text=entry.text)
+
+
+@router.get("/incidents/{incident_id}/sources/{source_id:path}", response_model=Source)
+def source(incident_id: IncidentId, source_id: Annotated[str, Path(max_length=300)],
+           st: StateDep, _: Reader) -> Any:
+    """What a citation points at: the chunk, alert, change, timeline entry, log pattern (with
+    sample lines) or log line, by the id the copilot cited."""
+    kind, _, key = source_id.partition(":")
+    if kind == "chunk":
+        chunk = st.copilot().retriever.index.catalog.get_chunks([key]).get(key)
+        if chunk is None:
+            raise IncidentError(f"no incident source {source_id!r}: no such chunk")
+        meta = {k: v for k, v in chunk.metadata.items() if isinstance(v, str | int | float)}
+        return Source(id=source_id, kind=str(chunk.metadata.get("kind", "chunk")),
+                      title=str(chunk.metadata.get("title", chunk.doc_id)), text=chunk.text,
+                      meta={"doc_id": chunk.doc_id, **meta})
+    if kind == "log" and key.isdigit():
+        with st.store.session() as s:
+            line = s.get(LogLine, int(key))
+            if line is None or line.incident_id != incident_id:
+                raise IncidentError(f"no incident source {source_id!r}: no such log line")
+            return Source(id=source_id, kind="log", title=f"{line.service or 'log'} "
+                          f"{line.level or ''}".strip(), text=line.message,
+                          meta={"ts": line.ts.isoformat() if line.ts else None,
+                                "pattern_id": line.pattern_id})
+    from copilot.context import incident_items
+
+    with st.store.session() as s:
+        get_incident(s, incident_id)
+    snap = st.copilot().snapshot(incident_id)
+    for item in incident_items(snap):
+        if item.id == source_id:
+            text = item.text
+            if kind == "pattern" and key.isdigit():
+                text += "\n\n" + "\n".join(_sample_lines(st, incident_id, int(key)))
+            if kind == "alert" and key.isdigit():
+                text += _alert_labels(st, int(key))
+            return Source(id=item.id, kind=item.kind, title=item.title or item.id, text=text,
+                          meta={k: v for k, v in item.meta.items()
+                                if isinstance(v, str | int | float | bool)})
+    raise IncidentError(f"no incident source {source_id!r}: ids look like alert:N, change:N, "
+                        "timeline:N, pattern:N, log:N, incident:N or chunk:<id>")
+
+
+def _sample_lines(st: Any, incident_id: int, pattern_id: int) -> list[str]:
+    from sqlalchemy import select
+
+    with st.store.session() as s:
+        rows = s.scalars(select(LogLine).where(LogLine.pattern_id == pattern_id,
+                                               LogLine.incident_id == incident_id)
+                         .order_by(LogLine.ts, LogLine.id).limit(5))
+        return [f"[log:{r.id}] {r.ts.isoformat() if r.ts else ''} {r.message}" for r in rows]
+
+
+def _alert_labels(st: Any, alert_id: int) -> str:
+    with st.store.session() as s:
+        a = s.get(Alert, alert_id)
+        if a is None:
+            return ""
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(a.labels.items()))
+        return f"\n\nlabels: {labels}" if labels else ""
+
+
+@router.get("/metrics/incidents")
+def incident_metrics(st: StateDep, _: Reader,
+                     days: Annotated[int | None, Query(ge=1, le=3650)] = None) -> Any:
+    """Mean and median times to acknowledge, mitigate and resolve, and counts."""
+    from copilot.incidents import metrics
+
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=days) if days else None
+    with st.store.session() as s:
+        return metrics(s, since=since)
