@@ -86,9 +86,11 @@ def server(demo_env, demo_copilot) -> Iterator[dict[str, Any]]:  # type: ignore[
 
     settings, _retriever, incident_id = demo_env
     keys: dict[str, str] = {}
+    key_ids: dict[str, int] = {}
     with demo_copilot.store.session() as s:
         for role in ("responder", "commander", "comms"):
-            _, keys[role] = create_key(s, name=f"e2e-{role}-{uuid.uuid4().hex[:6]}", role=role)
+            row, keys[role] = create_key(s, name=f"e2e-{role}-{uuid.uuid4().hex[:6]}", role=role)
+            key_ids[role] = row.id
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(settings, copilot=demo_copilot),
                                        host="127.0.0.1", port=port, log_level="warning"))
@@ -106,7 +108,8 @@ def server(demo_env, demo_copilot) -> Iterator[dict[str, Any]]:  # type: ignore[
                 pytest.fail("the app did not start on loopback")
             time.sleep(0.1)
     try:
-        yield {"base": base, "keys": keys, "incident": incident_id}
+        yield {"base": base, "keys": keys, "key_ids": key_ids, "incident": incident_id,
+               "store": demo_copilot.store}
     finally:
         srv.should_exit = True
         thread.join(timeout=10)
@@ -205,14 +208,21 @@ def test_chat_streams_cited_answer_and_source_viewer(page, server, shots) -> Non
 
     # watch the live region: count token text landing before the final answer renders
     page.evaluate("""() => {
-        window.__e2e = {growth: 0, finalAt: null};
+        // in mutation order: token text landing in the live region, then the final answer
+        window.__e2e = {tokens: 0, finalAt: null};
         const log = document.getElementById('chat-log');
-        new MutationObserver(() => {
-            const msg = log.querySelector('.msg-assistant:last-of-type');
-            if (!msg) return;
-            if (msg.dataset.state === 'final') { window.__e2e.finalAt ??= window.__e2e.growth; return; }
-            window.__e2e.growth += 1;
-        }).observe(log, {childList: true, subtree: true, characterData: true, attributes: true});
+        new MutationObserver(records => {
+            for (const r of records) {
+                if (r.type !== 'childList') continue;
+                const inStream = r.target.closest && r.target.closest('[data-testid=chat-stream]');
+                for (const n of r.addedNodes) {
+                    if (inStream && n.nodeType === Node.TEXT_NODE) window.__e2e.tokens += 1;
+                    if (n.classList && n.classList.contains('answer-body')) {
+                        window.__e2e.finalAt ??= window.__e2e.tokens;
+                    }
+                }
+            }
+        }).observe(log, {childList: true, subtree: true});
     }""")
     page.fill("#chat-question", QUESTION)
     page.press("#chat-question", "Enter")
@@ -221,7 +231,8 @@ def test_chat_streams_cited_answer_and_source_viewer(page, server, shots) -> Non
     assert page.get_attribute("#chat-log", "aria-live") == "polite"
     before_final = int(answer.get_attribute("data-tokens-before-final") or 0)
     assert before_final >= 3, f"only {before_final} token events arrived before the final"
-    assert page.evaluate("window.__e2e.finalAt") >= before_final, "tokens were not shown live"
+    shown = page.evaluate("window.__e2e.finalAt")
+    assert shown is not None and shown >= before_final, f"{shown} tokens shown before the final"
     assert answer.locator("[data-testid=chat-stream]").text_content().strip(), "no streamed text"
     chips = answer.locator("a.cite")
     assert chips.count() >= 1, "the answer has no citation link"
@@ -330,10 +341,15 @@ def test_comms_drafts_review_approve_and_publish(page, server, shots) -> None:  
 
 
 def test_unauthorized_returns_to_sign_in(page, server) -> None:  # type: ignore[no-untyped-def]
+    from copilot.auth import revoke
+
     sign_in(page, server["keys"]["responder"])
-    # the key stops working (as if revoked): the next call sends the panel back to sign-in
-    page.evaluate("sessionStorage.setItem('incident-copilot.api-key', 'icp_revoked')")
-    page.goto(f"/#/incidents/{server['incident']}")
-    page.reload()
+    page.wait_for_selector(f"#incident-link-{server['incident']}")
+    with server["store"].session() as s:
+        revoke(s, server["key_ids"]["responder"])
+    page.click("#list-refresh")  # the next call gets 401: back to sign-in, with the reason
     page.wait_for_selector("#signin-view:not([hidden])")
-    assert "no longer valid" in page.text_content("#signin-message")
+    assert "revoked" in page.text_content("#signin-message")
+    assert page.evaluate("sessionStorage.getItem('incident-copilot.api-key')") is None
+    page.reload()  # nothing kept: still signed out
+    page.wait_for_selector("#signin-view:not([hidden])")
