@@ -268,10 +268,26 @@ def _alert_labels(st: Any, alert_id: int) -> str:
         return f"\n\nlabels: {labels}" if labels else ""
 
 
-@router.get("/metrics/incidents")
+class Aggregate(BaseModel):
+    n: int
+    mean: float | None
+    median: float | None
+
+
+class IncidentMetrics(BaseModel):
+    incidents: int
+    mttd: Aggregate
+    mtta: Aggregate
+    mttm: Aggregate
+    mttr: Aggregate
+    per_incident: list[dict[str, Any]]
+
+
+@router.get("/metrics/incidents", response_model=IncidentMetrics)
 def incident_metrics(st: StateDep, _: Reader,
                      days: Annotated[int | None, Query(ge=1, le=3650)] = None) -> Any:
-    """Mean and median times to acknowledge, mitigate and resolve, and counts."""
+    """Mean and median minutes to detect, acknowledge, mitigate and resolve (incidents started
+    in the last ``days``, or all)."""
     from copilot.incidents import metrics
 
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=days) if days else None

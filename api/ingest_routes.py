@@ -36,7 +36,45 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 class AlertsAccepted(BaseModel):
     accepted: int
-    outcomes: list[dict[str, Any]]
+    outcomes: list[dict[str, Any]] = Field(
+        description="Per alert: alert_id, incident_id and outcome (opened incident, attached, "
+                    "duplicate, resolved…).")
+
+
+class ChangesAccepted(BaseModel):
+    accepted: int
+    results: list[dict[str, Any]] = Field(description="Per change: id, outcome, incidents noted.")
+
+
+class LogPatternOut(BaseModel):
+    template: str
+    level: str | None
+    count: int
+    baseline: int
+    new: bool
+    score: float
+
+
+class LogsAccepted(BaseModel):
+    lines: int
+    total_lines: int
+    patterns: int
+    top: list[LogPatternOut]
+
+
+class IngestReportOut(BaseModel):
+    files: int
+    documents: int
+    new: int
+    changed: int
+    unchanged: int
+    removed: int
+    chunks_embedded: int
+    chunks_reused: int
+    chunks_deleted: int
+    repaired: list[str]
+    errors: list[dict[str, Any]]
+    seconds: float
 
 
 @router.post("/webhooks/alerts/{source}", response_model=AlertsAccepted,
@@ -66,7 +104,7 @@ async def post_alerts(source: Literal["alertmanager", "grafana", "pagerduty", "g
     return {"accepted": len(events), "outcomes": result.outcomes}
 
 
-@router.post("/ingest/changes", openapi_extra={"requestBody": RAW_BODY})
+@router.post("/ingest/changes", response_model=ChangesAccepted, openapi_extra={"requestBody": RAW_BODY})
 async def post_changes(request: Request, st: StateDep, who: Ingester) -> dict[str, Any]:
     """Deploys, config changes and feature flags: one JSON object or a list of them."""
     from starlette.concurrency import run_in_threadpool
@@ -86,7 +124,7 @@ async def post_changes(request: Request, st: StateDep, who: Ingester) -> dict[st
     return {"accepted": len(changes), "results": await run_in_threadpool(store)}
 
 
-@router.post("/ingest/logs", openapi_extra={"requestBody": RAW_BODY})
+@router.post("/ingest/logs", response_model=LogsAccepted, openapi_extra={"requestBody": RAW_BODY})
 async def post_logs(request: Request, st: StateDep, who: Ingester,
                     incident: Annotated[int, Query(ge=1, le=2**31 - 1)],
                     service: Annotated[str | None, Query(max_length=200)] = None) -> Any:
@@ -123,7 +161,7 @@ class DocumentsIn(BaseModel):
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
-@router.post("/ingest/documents")
+@router.post("/ingest/documents", response_model=IngestReportOut)
 def post_documents(body: DocumentsIn, st: StateDep, who: Ingester) -> Any:
     """Add or update knowledge-base documents (kept under ``<data_dir>/uploads``). Every file
     is parsed first; if one fails nothing is written and the error names it."""
