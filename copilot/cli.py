@@ -348,7 +348,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8080,
 ) -> None:
-    """Run the HTTP service (webhooks and the /v1 copilot routes) with the embedded defaults."""
+    """Run the HTTP service (web panel at /, API at /v1, webhooks) with the embedded defaults."""
     import uvicorn
 
     from api.app import create_app
