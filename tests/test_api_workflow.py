@@ -147,7 +147,11 @@ def test_webhook_tokens_are_per_source(app, keys) -> None:  # type: ignore[no-un
     assert hook.get("/v1/incidents", headers={"Authorization": f"Bearer {token}"}).status_code == 403
 
 
-def test_incident_writes_are_audited_with_before_and_after(app, keys) -> None:  # type: ignore[no-untyped-def]
+def test_incident_writes_are_audited_with_before_and_after(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A store of its own: the demo store's newest open incident must stay the demo incident.
+    settings = Settings(data_dir=tmp_path / "data")
+    app = create_app(settings)
+    keys = {role: api_key(settings, role, name=f"{role}-person") for role in ROLES}
     cmd = as_role(app, keys, "commander")
     made = cmd.post("/v1/incidents", json={"title": "Checkout latency", "severity": "SEV2",
                                            "services": ["checkout"]})

@@ -257,6 +257,14 @@
   }
 
   async function route() {
+    // "#main" and other plain anchors (the skip link) are in-page targets, not routes
+    var anchor = location.hash.length > 1 && location.hash.charAt(1) !== "/";
+    if (anchor) {
+      var viewShown = ["signin-view", "list-view", "incident-view", "notfound-view"]
+        .some(function (v) { return !$(v).hidden; });
+      if (viewShown) return;
+      history.replaceState(null, "", "#/");
+    }
     var r = parseRoute();
     if (!state.me) {
       var stored = sessionStorage.getItem(KEY_STORAGE);
@@ -416,7 +424,10 @@
   function citeChip(id, index, label) {
     var entry = index ? index[id] : null;
     var n = entry ? "S" + entry.n : null;
-    var title = (entry && entry.source && entry.source.title) || label || id;
+    var src = entry && entry.source;
+    var title = (src && src.title) || label || id;
+    var section = src && src.meta && src.meta.section;
+    if (section && title.indexOf(String(section)) < 0) title += " — " + section;
     var href = "#/incidents/" + state.incidentId + "/sources/" + enc(id);
     var text = (n ? "[" + n + "] " : "") + title;
     var a = h("a", {
@@ -1091,6 +1102,11 @@
       } finally {
         $("signin-submit").disabled = false;
       }
+    });
+    $("skip-link").addEventListener("click", function (ev) {
+      ev.preventDefault(); // keep the route in the hash; just move focus
+      $("main").focus();
+      $("main").scrollIntoView();
     });
     $("signout").addEventListener("click", function () { signOut("You signed out."); });
     $("alert-dismiss").addEventListener("click", function () { clearError(); $("main").focus(); });
