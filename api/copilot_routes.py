@@ -32,7 +32,15 @@ BackendQuery = Annotated[BackendName | None, Query(
 
 
 def get_copilot(request: Request, backend: BackendQuery = None) -> Any:
-    return request.app.state.copilot.copilot(backend)
+    from copilot.errors import ConfigError
+    from copilot.tasks.base import TaskError
+
+    try:
+        return request.app.state.copilot.copilot(backend)
+    except ConfigError as exc:
+        if backend is None:
+            raise  # the configured backend is broken: 503
+        raise TaskError(f"backend {backend!r} is not available on this server: {exc}") from exc
 
 
 CopilotDep = Annotated[Any, Depends(get_copilot)]

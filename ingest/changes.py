@@ -82,12 +82,15 @@ def parse_changes(body: bytes | str | dict[str, Any], *, max_bytes: int = 1_000_
             body = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise IngestError(f"change payload: not valid JSON: {exc}", reason="json") from exc
-    records = body.get("changes") if isinstance(body, dict) and "changes" in body else [body]
+    wrapped = isinstance(body, dict) and "changes" in body
+    records = body["changes"] if wrapped else body if isinstance(body, list) else [body]
     if not isinstance(records, list):
         raise IngestError("change payload: 'changes' must be a list", reason="schema")
+    if not records:
+        raise IngestError("change payload: no changes in it", reason="schema")
     out = []
     for n, record in enumerate(records):
-        where = f"changes[{n}]" if len(records) > 1 or "changes" in (body or {}) else "change"
+        where = f"changes[{n}]" if len(records) > 1 or wrapped else "change"
         if not isinstance(record, dict):
             raise IngestError(f"{where}: expected an object", reason="schema")
         kind = _text(record, "kind", where) or "deploy"

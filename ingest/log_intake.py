@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from copilot.incidents import get_incident, log
 from copilot.models import LogLine, LogPattern
@@ -44,9 +44,10 @@ def record_logs(store: IncidentStore, *, incident_id: int, lines: list[ParsedLin
                              message=r.message, raw=r.message) for r in stored]
         miner = _RecordingMiner()
         stats = mine_patterns(parsed, incident_start=incident.started_at, miner=miner)
+        # Lines point at the old patterns: unlink them before the patterns go (foreign key).
+        session.execute(update(LogLine).where(LogLine.incident_id == incident.id)
+                        .values(pattern_id=None).execution_options(synchronize_session="fetch"))
         session.execute(delete(LogPattern).where(LogPattern.incident_id == incident.id))
-        for row in stored:
-            row.pattern_id = None
         session.flush()
         by_template: dict[int, LogPattern] = {}
         for st in stats:

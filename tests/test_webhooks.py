@@ -51,6 +51,8 @@ def test_each_source_over_http(client: TestClient) -> None:
     ("/v1/webhooks/alerts/nagios", b"{}", 422, "path.source: Input should be 'alertmanager'"),
     ("/v1/webhooks/alerts/generic", b'{"name": "' + b"x" * 60_000 + b'"}', 413, "limit"),
     ("/v1/ingest/changes", b'{"service": "a", "time": "soon"}', 422, "change.time"),
+    ("/v1/ingest/changes", b"true", 422, "expected an object"),
+    ("/v1/ingest/changes", b"[]", 422, "no changes"),
 ])
 def test_bad_payloads_get_clear_errors_and_store_nothing(
     client: TestClient, path: str, body: bytes, code: int, words: str
@@ -124,5 +126,8 @@ def test_logs_webhook(client: TestClient) -> None:
     r = client.post(f"/v1/ingest/logs?incident={inc}&service=api", content=body)
     assert r.status_code == 200, r.text
     assert r.json()["lines"] == 40 and r.json()["top"][0]["new"] is True
+    more = client.post(f"/v1/ingest/logs?incident={inc}&service=api",
+                       content="2026-11-27T14:30:00Z ERROR upstream reset 99")
+    assert more.status_code == 200 and more.json()["total_lines"] == 41  # patterns re-mined
     assert client.post("/v1/ingest/logs?incident=999", content="x").status_code == 404
     assert client.post(f"/v1/ingest/logs?incident={inc}", content="x" * 60_000).status_code == 413
