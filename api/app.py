@@ -29,6 +29,13 @@ from ingest.routing import RoutingRules, load_rules
 
 log = logging.getLogger("copilot.api")
 WEB = Path(__file__).resolve().parent / "web"
+# The panel has no inline script or style: everything comes from /static and /v1.
+PANEL_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+                               "form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 STATUS_BY_REASON = {"json": 400, "schema": 422, "source": 404, "oversized": 413}
 
 
@@ -228,7 +235,14 @@ def create_app(settings: Settings | None = None, *, copilot: Any = None) -> Fast
 
         @app.get("/", include_in_schema=False)
         def panel() -> FileResponse:
-            return FileResponse(WEB / "index.html")
+            return FileResponse(WEB / "index.html", headers=PANEL_HEADERS)
+
+        @app.middleware("http")
+        async def _panel_headers(request: Request, call_next: Any) -> Any:
+            response = await call_next(request)
+            if request.url.path.startswith("/static/"):
+                response.headers.update(PANEL_HEADERS)
+            return response
 
     return app
 

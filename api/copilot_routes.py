@@ -16,7 +16,6 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from api.deps import Chatter, Drafter, Reader, Summarizer
-
 from copilot.tasks.chat import Chat, ChatResult
 from copilot.tasks.postmortem import Postmortem, PostmortemResult
 from copilot.tasks.root_causes import RootCauseResult, RootCauses
@@ -115,7 +114,8 @@ def postmortem(incident_id: IncidentId, copilot: CopilotDep, _: Summarizer) -> A
 @router.post("/incidents/{incident_id}/chat", response_model=ChatResult, responses={
     200: {"content": {"text/event-stream": {}},
           "description": "With `Accept: text/event-stream`: `token` events, then one `final` "
-                         "event whose data is the ChatResult (and `replace`)."}})
+                         "event whose data is the ChatResult (and `replace`); an `error` event "
+                         "if the answer fails midway."}})
 def chat(incident_id: IncidentId, body: ChatRequest, request: Request, copilot: CopilotDep,
          _: Chatter) -> Any:
     """Answer a question about the incident with citations; streamed as Server-Sent Events
@@ -153,9 +153,22 @@ def search(copilot: CopilotDep, _: Reader,
 
 
 def _sse(events: Iterator[dict[str, Any]]) -> Iterator[str]:
-    for event in events:
-        if event["type"] == "token":
-            yield f"event: token\ndata: {json.dumps({'text': event['text']})}\n\n"
-        else:
-            data = {"replace": event["replace"], "result": event["result"].model_dump(mode="json")}
-            yield f"event: final\ndata: {json.dumps(data)}\n\n"
+    """Token events, then the final one. The 200 is already sent when a stream starts, so a
+    failure midway becomes an ``error`` event rather than a status code."""
+    import logging
+
+    from copilot.errors import CopilotError
+
+    try:
+        for event in events:
+            if event["type"] == "token":
+                yield f"event: token\ndata: {json.dumps({'text': event['text']})}\n\n"
+            else:
+                data = {"replace": event["replace"],
+                        "result": event["result"].model_dump(mode="json")}
+                yield f"event: final\ndata: {json.dumps(data)}\n\n"
+    except CopilotError as exc:
+        yield f"event: error\ndata: {json.dumps({'error': str(exc)})}\n\n"
+    except Exception as exc:
+        logging.getLogger("copilot.api").error("chat stream failed", exc_info=exc)
+        yield f"event: error\ndata: {json.dumps({'error': 'internal error; see the server log'})}\n\n"

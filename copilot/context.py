@@ -13,6 +13,7 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prompts.budget import ContextItem
@@ -303,6 +304,17 @@ def knowledge_query(snap: IncidentSnapshot, *, extra: str = "") -> tuple[str, st
     return " ".join(dense)[:2000], " ".join(lexical)[:4000]
 
 
+def shown_source(source: str, metadata: dict[str, Any]) -> str:
+    """Where a passage comes from, as users see it: the document's public URL when it has one,
+    else its folder and file name (never the server's absolute path)."""
+    url = metadata.get("source_url")
+    if isinstance(url, str) and url.startswith(("http://", "https://")):
+        return url
+    path, _, record = source.partition("#")
+    short = "/".join(Path(path).parts[-2:])
+    return f"{short}#{record}" if record else short
+
+
 def knowledge_items(
     snap: IncidentSnapshot, retriever: Any, *, kinds: Sequence[str], k: int = 4,
     query: str = "", exclude_docs: Sequence[str] = (), chunks_per_doc: int = 2,
@@ -329,7 +341,7 @@ def knowledge_items(
                 items.append(ContextItem(
                     f"chunk:{chunk.chunk_id}", kind,
                     f"{hit.title} — {chunk.section}\n{chunk.text}", title=hit.title,
-                    source=hit.source, rank=rank * 10 + sub,
+                    source=shown_source(hit.source, hit.metadata), rank=rank * 10 + sub,
                     meta={"doc_id": hit.doc_id, "section": chunk.section, "score": hit.score,
                           "doc_rank": rank, **{k2: hit.metadata.get(k2) for k2 in (
                               "root_cause_category", "services", "date", "severity", "alerts",

@@ -22,7 +22,7 @@ from copilot import audit
 from copilot.auth import AuthError, Principal
 from copilot.errors import CopilotError
 from copilot.guardrails.draft_checks import Check, DraftText, failures
-from copilot.models import DraftVersion, StatusDraft, Status, utcnow
+from copilot.models import DraftVersion, Status, StatusDraft, utcnow
 
 CheckFn = Callable[[DraftText], list[Check]]
 MIN_OVERRIDE_REASON = 10

@@ -3,6 +3,7 @@ own data would be (through ingest, the alert and change webhooks' parsers, and l
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,12 @@ def load_demo_incident(settings: Settings, folder: Path = DEMO / "incident") -> 
     for source, name in (("alertmanager", "alertmanager.json"), ("pagerduty", "pagerduty.json")):
         path = folder / name
         if path.exists():
-            result = record_alerts(store, parse_alert_payload(source, path.read_bytes()), rules)
+            events = parse_alert_payload(source, path.read_bytes())
+            # Delivered as if live: half a minute after the newest alert started, so detection
+            # times are those of the story, not of whenever the demo was loaded.
+            starts = [e.starts_at for e in events if e.starts_at]
+            now = max(starts) + dt.timedelta(seconds=30) if starts else None
+            result = record_alerts(store, events, rules, now=now)
             opened |= {int(o["incident_id"]) for o in result.outcomes
                        if "opened incident" in str(o["outcome"])}
     for log_file in sorted(folder.glob("*.log")):

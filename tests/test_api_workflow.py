@@ -322,3 +322,27 @@ def test_documents_ingest_over_http(app, keys) -> None:  # type: ignore[no-untyp
     assert ok.status_code == 200, ok.text
     hits = admin.get("/v1/search", params={"q": "quokka relay restart", "kind": "runbook"}).json()
     assert hits[0]["title"] == "Restart the quokka relay"
+
+
+class _BrokenModel:
+    """A model whose stream breaks with an unexpected error after one token."""
+
+    name = "broken"
+    external = False
+    context_window = 2048
+
+    def stream(self, messages, *, max_tokens):  # type: ignore[no-untyped-def]
+        yield "The "
+        raise RuntimeError("socket closed under us")
+
+
+def test_a_stream_that_fails_midway_ends_with_an_error_event(app, keys, demo_env, demo_copilot) -> None:  # type: ignore[no-untyped-def]
+    demo_copilot.llm = _BrokenModel()
+    with as_role(app, keys, "responder").stream(
+            "POST", f"/v1/incidents/{demo_env[2]}/chat", json={"question": "What changed?"},
+            headers={"Accept": "text/event-stream"}) as res:
+        assert res.status_code == 200
+        text = res.read().decode()
+    assert text.startswith("event: token") and "event: error" in text
+    assert "socket closed" not in text and "Traceback" not in text
+    assert "see the server log" in text

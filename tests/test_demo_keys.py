@@ -14,7 +14,7 @@ from copilot.config import Settings
 
 
 def _keys(output: str) -> dict[str, str]:
-    return dict(re.findall(r"^\s+(responder|commander|comms|admin)\s+(icp_\S+)$", output, re.M))
+    return dict(re.findall(r"^\s+(responder|commander|comms|admin)\s+(icp_\S+)$", output, re.MULTILINE))
 
 
 def test_demo_prints_one_working_key_per_role(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

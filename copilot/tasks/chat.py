@@ -13,6 +13,7 @@ from pydantic import Field
 from copilot.context import IncidentSnapshot, incident_items, knowledge_items
 from copilot.guardrails.citations import extract
 from copilot.tasks.base import Line, OutputInvalid, Task, TaskResult
+from copilot.tasks.common import clip
 from prompts.budget import ContextItem
 
 REFUSAL = ("I'm sorry, the context does not say. I only know this incident's alerts, changes, "
@@ -210,7 +211,7 @@ def _direct_answer(question: str, snap: IncidentSnapshot, ids: set[str]) -> list
             prefix = "The last change before the first alert was" if n == 0 else "Earlier:"
             lines.append(Line(
                 text=f"{prefix} a {c.kind.replace('_', ' ')} of {c.service}{affected} "
-                     f"{c.version or ''} at {_hhmm(c.at)}{lead}: {(c.description or '')[:220]}",
+                     f"{c.version or ''} at {_hhmm(c.at)}{lead}: {clip(c.description or '', 220)}",
                 citations=[f"change:{c.id}"]))
         if lines:
             return lines

@@ -159,7 +159,7 @@ def sign_in(page: Any, key: str) -> None:
 
 def open_incident(page: Any, incident_id: int) -> None:
     page.click(f"#incident-link-{incident_id}")
-    page.wait_for_selector(f"#incident-view:not([hidden])")
+    page.wait_for_selector("#incident-view:not([hidden])")
     page.wait_for_function("document.getElementById('incident-title').textContent.length > 12")
 
 
