@@ -144,6 +144,15 @@ def page(browser, server) -> Iterator[Any]:  # type: ignore[no-untyped-def]
     assert not errors, f"JavaScript errors in the panel: {errors}"
 
 
+def wait_js(page: Any, expression: str, timeout_ms: int = TIMEOUT_MS) -> None:
+    """Poll a JavaScript condition. (Playwright's wait_for_function compiles its predicate
+    with eval, which the panel's Content-Security-Policy rightly forbids.)"""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for: {expression}"
+        page.wait_for_timeout(100)
+
+
 def snap(page: Any, shots: Path, name: str) -> None:
     path = shots / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
@@ -160,7 +169,7 @@ def sign_in(page: Any, key: str) -> None:
 def open_incident(page: Any, incident_id: int) -> None:
     page.click(f"#incident-link-{incident_id}")
     page.wait_for_selector("#incident-view:not([hidden])")
-    page.wait_for_function("document.getElementById('incident-title').textContent.length > 12")
+    wait_js(page, "document.getElementById('incident-title').textContent.length > 12")
 
 
 def no_horizontal_scroll(page: Any) -> None:
@@ -187,7 +196,7 @@ def edit_body(page: Any, body: str) -> None:
     with page.expect_response(lambda r: r.request.method == "PUT" and "/v1/drafts/" in r.url) as info:
         page.click("#draft-save")
     assert info.value.status == 200, info.value.text()
-    page.wait_for_function("document.getElementById('draft-version').textContent === '2'")
+    wait_js(page, "document.getElementById('draft-version').textContent === '2'")
 
 
 def test_chat_streams_cited_answer_and_source_viewer(page, server, shots) -> None:  # type: ignore[no-untyped-def]
@@ -279,8 +288,7 @@ def test_chat_streams_cited_answer_and_source_viewer(page, server, shots) -> Non
     sent = json.loads(req.value.post_data or "{}")
     assert [t["role"] for t in sent["history"]] == ["user", "assistant"]
     assert sent["history"][0]["content"] == QUESTION
-    page.wait_for_function(
-        "document.querySelectorAll('#chat-log .msg-assistant[data-state=final]').length === 2")
+    wait_js(page, "document.querySelectorAll('#chat-log .msg-assistant[data-state=final]').length === 2")
 
     # a commander may override a draft whose blocking check fails: the field is offered
     generate_draft(page)
@@ -290,7 +298,7 @@ def test_chat_streams_cited_answer_and_source_viewer(page, server, shots) -> Non
     assert page.locator("#draft-failed-checks li.check-failed").count() >= 1
     page.fill("#draft-reject-reason", "names an internal host")
     page.click("#draft-reject")
-    page.wait_for_function("document.getElementById('draft-state').textContent === 'rejected'")
+    wait_js(page, "document.getElementById('draft-state').textContent === 'rejected'")
     assert page.is_disabled("#draft-approve")
 
     # sign out: back to the sign-in screen
@@ -323,7 +331,7 @@ def test_comms_drafts_review_approve_and_publish(page, server, shots) -> None:  
     with page.expect_response(lambda r: r.url.endswith(f"/v1/drafts/{draft_id}/approve")) as info:
         page.click("#draft-approve")
     assert info.value.status == 200, info.value.text()
-    page.wait_for_function("document.getElementById('draft-state').textContent === 'approved'")
+    wait_js(page, "document.getElementById('draft-state').textContent === 'approved'")
     assert page.is_disabled("#draft-save") and page.is_disabled("#draft-approve")
     assert page.locator(f'#draft-item-{draft_id}[data-state="approved"]').count() == 1
 
@@ -368,3 +376,11 @@ def test_unauthorized_returns_to_sign_in(page, server) -> None:  # type: ignore[
     assert page.evaluate("sessionStorage.getItem('incident-copilot.api-key')") is None
     page.reload()  # nothing kept: still signed out
     page.wait_for_selector("#signin-view:not([hidden])")
+
+
+def test_panel_is_served_under_a_strict_content_security_policy(server) -> None:  # type: ignore[no-untyped-def]
+    with urllib.request.urlopen(server["base"] + "/", timeout=10) as res:
+        csp = res.headers["Content-Security-Policy"]
+        html = res.read().decode()
+    assert "default-src 'self'" in csp and "unsafe" not in csp
+    assert "<script>" not in html and " style=" not in html  # nothing inline for CSP to block
