@@ -15,7 +15,6 @@ from copilot.incidents import (
     ROLES as INCIDENT_ROLES,
 )
 from copilot.incidents import (
-    IncidentError,
     assign,
     get_incident,
     list_incidents,
@@ -23,7 +22,7 @@ from copilot.incidents import (
     open_incident,
     set_status,
 )
-from copilot.models import Alert, Incident, LogLine, Severity, Status
+from copilot.models import Incident, Severity, Status
 
 router = APIRouter(prefix="/v1", tags=["incidents"])
 IncidentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -212,60 +211,11 @@ def source(incident_id: IncidentId, source_id: Annotated[str, Path(max_length=30
            st: StateDep, _: Reader) -> Any:
     """What a citation points at: the chunk, alert, change, timeline entry, log pattern (with
     sample lines) or log line, by the id the copilot cited."""
-    kind, _, key = source_id.partition(":")
-    if kind == "chunk":
-        chunk = st.copilot().retriever.index.catalog.get_chunks([key]).get(key)
-        if chunk is None:
-            raise IncidentError(f"no incident source {source_id!r}: no such chunk")
-        meta = {k: v for k, v in chunk.metadata.items() if isinstance(v, str | int | float)}
-        return Source(id=source_id, kind=str(chunk.metadata.get("kind", "chunk")),
-                      title=str(chunk.metadata.get("title", chunk.doc_id)), text=chunk.text,
-                      meta={"doc_id": chunk.doc_id, **meta})
-    if kind == "log" and key.isdigit():
-        with st.store.session() as s:
-            line = s.get(LogLine, int(key))
-            if line is None or line.incident_id != incident_id:
-                raise IncidentError(f"no incident source {source_id!r}: no such log line")
-            return Source(id=source_id, kind="log", title=f"{line.service or 'log'} "
-                          f"{line.level or ''}".strip(), text=line.message,
-                          meta={"ts": line.ts.isoformat() if line.ts else None,
-                                "pattern_id": line.pattern_id})
-    from copilot.context import incident_items
+    from dataclasses import asdict
 
-    with st.store.session() as s:
-        get_incident(s, incident_id)
-    snap = st.copilot().snapshot(incident_id)
-    for item in incident_items(snap):
-        if item.id == source_id:
-            text = item.text
-            if kind == "pattern" and key.isdigit():
-                text += "\n\n" + "\n".join(_sample_lines(st, incident_id, int(key)))
-            if kind == "alert" and key.isdigit():
-                text += _alert_labels(st, int(key))
-            return Source(id=item.id, kind=item.kind, title=item.title or item.id, text=text,
-                          meta={k: v for k, v in item.meta.items()
-                                if isinstance(v, str | int | float | bool)})
-    raise IncidentError(f"no incident source {source_id!r}: ids look like alert:N, change:N, "
-                        "timeline:N, pattern:N, log:N, incident:N or chunk:<id>")
+    from copilot.sources import resolve
 
-
-def _sample_lines(st: Any, incident_id: int, pattern_id: int) -> list[str]:
-    from sqlalchemy import select
-
-    with st.store.session() as s:
-        rows = s.scalars(select(LogLine).where(LogLine.pattern_id == pattern_id,
-                                               LogLine.incident_id == incident_id)
-                         .order_by(LogLine.ts, LogLine.id).limit(5))
-        return [f"[log:{r.id}] {r.ts.isoformat() if r.ts else ''} {r.message}" for r in rows]
-
-
-def _alert_labels(st: Any, alert_id: int) -> str:
-    with st.store.session() as s:
-        a = s.get(Alert, alert_id)
-        if a is None:
-            return ""
-        labels = ", ".join(f"{k}={v}" for k, v in sorted(a.labels.items()))
-        return f"\n\nlabels: {labels}" if labels else ""
+    return Source(**asdict(resolve(st.copilot(), incident_id, source_id)))
 
 
 class Aggregate(BaseModel):

@@ -533,7 +533,7 @@ def incidents_metrics(
         out.print(f"  {key.upper()}: mean {v['mean']} min, median {v['median']} min (n={v['n']})")
 
 
-from copilot import cli_keys, cli_tasks  # noqa: F401  (register their commands on ``app``)
+from copilot import cli_eval, cli_keys, cli_tasks  # noqa: F401,E402  (register their commands)
 
 
 def main() -> None:
