@@ -6,6 +6,8 @@ something that does not validate.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -177,11 +179,10 @@ class Copilot:
         parts: list[str] = []
         outcome = "error"
         try:
-            for piece in self.llm.stream(prep.messages, max_tokens=max_tokens):
+            for piece in _within(self.llm.stream(prep.messages, max_tokens=max_tokens), deadline,
+                                 f"timed out after {self.settings.llm_timeout:g} s"):
                 parts.append(piece)
                 yield piece
-                if time.perf_counter() > deadline:
-                    raise ProviderError(f"timed out after {self.settings.llm_timeout:g} s")
                 if len(parts) % 16 == 0 and looping("".join(parts)):
                     raise ProviderError("the model is repeating itself")
             outcome = "ok"
@@ -253,6 +254,46 @@ class Copilot:
         result.timings.service_ms = round(total - model_ms, 2)
         result.timings.retrieval_ms = round(prep.retrieval_ms, 2)
         return result
+
+
+def _within(pieces: Iterator[str], deadline: float, message: str) -> Iterator[str]:
+    """The model's pieces, read on a worker thread, so the deadline holds even while the model
+    is still reading its prompt (a local model yields nothing until its prefill is done, and
+    cannot be interrupted there). Past the deadline: ProviderError; the worker stops at its
+    next piece and the model's own lock keeps the next call waiting until it has."""
+    box: queue.Queue[tuple[str, Any]] = queue.Queue()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for piece in pieces:
+                if stop.is_set():
+                    break
+                box.put(("piece", piece))
+            box.put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box.put(("error", exc))
+        finally:
+            close = getattr(pieces, "close", None)
+            if close:
+                close()
+
+    threading.Thread(target=work, name="llm-call", daemon=True).start()
+    try:
+        while True:
+            try:
+                kind, value = box.get(timeout=max(deadline - time.perf_counter(), 0.001))
+            except queue.Empty:
+                raise ProviderError(message) from None
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+            if time.perf_counter() > deadline:
+                raise ProviderError(message)
+    finally:
+        stop.set()
 
 
 def looping(text: str, *, window: int = 60, times: int = 3) -> bool:
