@@ -315,6 +315,24 @@ def shown_source(source: str, metadata: dict[str, Any]) -> str:
     return f"{short}#{record}" if record else short
 
 
+def preferred_services(snap: IncidentSnapshot, retriever: Any) -> tuple[str, ...]:
+    """The services the incident and its alerts state (labels, "the X service" in the text),
+    as the knowledge base names them; a name the knowledge base does not know is left out,
+    since boosting it could only favour a wrong document (the same rule as the alert query's)."""
+    from retrieval.alert_query import build_alert_query
+
+    stated = list(snap.services)
+    for alert in snap.alerts[:5]:
+        stated += build_alert_query({"labels": {"alertname": alert.name, **alert.labels},
+                                     "annotations": alert.annotations}).services
+    fields = getattr(getattr(retriever, "index", None), "fields", None)
+    if fields is None:
+        return tuple(dict.fromkeys(stated))
+    known = set(fields().by_service)
+    norm = (re.sub(r"[^a-z0-9]", "", s.lower()) for s in stated)
+    return tuple(dict.fromkeys(n for n in norm if n in known))
+
+
 def knowledge_items(
     snap: IncidentSnapshot, retriever: Any, *, kinds: Sequence[str], k: int = 4,
     query: str = "", exclude_docs: Sequence[str] = (), chunks_per_doc: int = 2,
@@ -326,10 +344,9 @@ def knowledge_items(
         return []
     if query:
         dense, lexical = query, query
-        services: Sequence[str] = snap.services
     else:
         dense, lexical = knowledge_query(snap)
-        services = snap.services
+    services = preferred_services(snap, retriever)
     alerts = [a.name for a in snap.alerts]
     items: list[ContextItem] = []
     for kind in kinds:
