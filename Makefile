@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run local test test-all eval-retrieval bench-retrieval bench-tasks clean
+.PHONY: run local test test-all eval-fast eval-all eval-retrieval bench-retrieval bench-tasks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,16 @@ test: $(VENV)/.test-installed
 
 test-all: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+# The CI tier of the evaluation harness, gated by evals/thresholds.yaml (docs/evals.md).
+eval-fast: $(VENV)/.test-installed
+	COPILOT_DATA_DIR=$${COPILOT_DATA_DIR:-.copilot-eval} $(BIN)/copilot eval run --tier fast \
+		--out eval-results/fast --gate evals/thresholds.yaml
+
+# Every suite in full on both offline backends (docs/evals.md has the figures).
+eval-all: $(VENV)/.test-installed
+	COPILOT_DATA_DIR=$${COPILOT_DATA_DIR:-.copilot-eval} $(BIN)/copilot eval run --suite all \
+		--backend grounded,local --out eval-results/all
 
 eval-retrieval: $(VENV)/.test-installed
 	$(BIN)/copilot eval retrieval --cases ../shared/data/cases/runbook_recommendation.jsonl --kb ../shared/data/kb/runbooks
