@@ -2,9 +2,15 @@
 retrieval for that case, so the score measures inference from similar incidents, not lookup.
 
 Reported at the full label depth and at depth 2: accuracy at 1 and at 3 and macro-F1 for the
-copilot's category vote, next to two baselines computed in the same run: the majority class
+copilot's category ranking, next to two baselines computed in the same run: the majority class
 (of the other cases' labels) and a BM25 nearest-neighbour vote (7 postmortems, one vote each).
 Gold labels are read only to score.
+
+"copilot" is the product path: ``RootCauses(exclude_docs=(own postmortem,))`` gathers its
+evidence and composes its grounded answer, and ``RootCauseResult.categories`` is scored (its
+probabilities summed per depth-2 prefix for the depth-2 rows). Leave-one-out is checked twice per
+case: the own postmortem must be neither in the evidence nor among the documents the category
+ranking rests on (its votes, class counts, prior and calibration).
 """
 
 from __future__ import annotations
@@ -93,8 +99,8 @@ def run_root_cause_eval(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Per depth and method: acc@1, acc@3, macro-F1; plus each case's predictions."""
+    from copilot.tasks.categorize import at_depth
     from copilot.tasks.root_causes import RootCauses
-    from copilot.tasks.similar import category_vote
     from retrieval.hybrid import Filters
 
     cases = list(cases)
@@ -103,18 +109,25 @@ def run_root_cause_eval(
     rows = []
     for n, case in enumerate(cases, 1):
         snap = snapshot(case)
-        items = RootCauses(kb_k=k, exclude_docs=(case.postmortem_id,)).evidence(snap, retriever)
+        task = RootCauses(kb_k=k, exclude_docs=(case.postmortem_id,))
+        items = task.evidence(snap, retriever)
         if any(i.meta.get("doc_id") == case.postmortem_id for i in items):
             raise EvalError(f"{case.id}: its own postmortem reached the evidence")
+        if task.ranking is not None and case.postmortem_id in task.ranking.used:
+            raise EvalError(f"{case.id}: its own postmortem reached the category ranking")
+        categories = task.grounded(snap, items).categories
         query = f"{snap.title} {snap.description}"
         hits = [h for h in retriever.search(query, k=k + 1, mode="lexical",
                                             filters=Filters(kinds=("postmortem",)))
                 if h.doc_id != case.postmortem_id][:k]
         others = [c.gold for c in cases if c.id != case.id]
         row: dict[str, Any] = {"id": case.id, "gold": case.gold}
+        if task.ranking is not None:  # tau is infinite (null) when the base rates won
+            row["calibration"] = {k: None if v == float("inf") else v
+                                  for k, v in vars(task.ranking.params).items()}
         for depth_name, depth in DEPTHS.items():
             gold = cut(case.gold, depth)
-            ours = [c for c, _ in category_vote(items, depth=depth)]
+            ours = [c for c, _ in at_depth(categories, depth)]
             majority = [c for c, _ in Counter(cut(o, depth) for o in others).most_common(3)]
             votes = Counter(cut(str(h.metadata.get("root_cause_category", "")), depth)
                             for h in hits if h.metadata.get("root_cause_category"))

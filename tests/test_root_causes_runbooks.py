@@ -22,8 +22,8 @@ from copilot.llm.base import EchoLLM
 from copilot.runner import Copilot
 from copilot.tasks.base import Task
 from copilot.tasks.root_causes import RootCauses
-from copilot.tasks.similar import category_vote
 from copilot.tasks.runbooks import Runbooks, recommend_for_alert, steps_of
+from copilot.tasks.similar import category_vote
 from prompts.budget import ContextItem
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,6 +139,14 @@ def test_text_only_case_votes_and_leaves_its_own_postmortem_out(demo_copilot) ->
                and ANALOGUE in i.id)
     result = demo_copilot.run(RootCauses(kb_k=5), case)
     assert result.categories and all(h.citations for h in result.hypotheses)
+    # the categories are the calibrated ranking over every labelled demo postmortem, with
+    # probabilities; leaving the analogue out removes it from what the ranking rests on
+    task = RootCauses(kb_k=5, exclude_docs=[ANALOGUE])
+    left_out = demo_copilot.run(task, case)
+    assert task.ranking is not None and ANALOGUE not in task.ranking.used
+    assert left_out.categories == task.ranking.categories
+    assert len(task.ranking.used) == 30 and abs(sum(p for _, p in left_out.categories) - 1) < 1e-3
+    assert "db-connection-exhaustion" in dict(result.categories)
 
 
 def test_category_vote_weights_documents_by_similarity() -> None:

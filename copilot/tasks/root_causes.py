@@ -3,8 +3,12 @@ past postmortems and the new or spiking error logs; it abstains when the evidenc
 
 The grounded rules never invent: a change becomes a suspect only when it is on an affected (or
 mentioned) service within ``CHANGE_WINDOW`` before the first alert, and a postmortem becomes an
-analogue only when it shares distinctive terms with what the incident shows. ``category_vote``
-is kept public because the root-cause evaluation scores it on text-only cases.
+analogue only when it shares distinctive terms with what the incident shows.
+
+``RootCauseResult.categories`` ranks the likely root-cause categories with the knowledge base's
+own labelled postmortems (``copilot.tasks.categorize``: a calibrated kernel nearest-neighbour
+vote, symptoms against symptoms); the retrieved postmortems' ``category_vote`` stands in only
+when the knowledge base has no labelled postmortems, and still picks the analogues.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from copilot.context import (
     knowledge_items,
 )
 from copilot.tasks.base import OutputInvalid, Task, TaskResult, by_kind, first_sentences
+from copilot.tasks.categorize import Ranking, rank_categories
 from copilot.tasks.common import clip, section_items
 from copilot.tasks.similar import category_vote, with_similarity
 from copilot.tasks.terms import and_list, distinctive, key_terms, shown
@@ -72,7 +77,8 @@ class RootCauseResult(TaskResult):
     hypotheses: list[Hypothesis] = Field(default_factory=list)
     abstained: bool = False
     abstain_reason: str | None = None
-    categories: list[tuple[str, float]] = Field(default_factory=list)  # the postmortem vote
+    # likely root-cause categories with their probabilities, best first (see categorize.py)
+    categories: list[tuple[str, float]] = Field(default_factory=list)
     answer: str = ""
 
 
@@ -89,6 +95,7 @@ class RootCauses(Task[RootCauseResult]):
     def __init__(self, *, kb_k: int = 5, exclude_docs: Sequence[str] = ()) -> None:
         self.postmortems = kb_k
         self.exclude_docs = tuple(exclude_docs)
+        self.ranking: Ranking | None = None  # set by ``evidence``
 
     def evidence(self, snap: IncidentSnapshot, retriever: Any) -> list[ContextItem]:
         """Alerts, changes and problem log patterns (no timeline: it repeats them), similar
@@ -100,10 +107,15 @@ class RootCauses(Task[RootCauseResult]):
                                       chunks_per_doc=2)
         for section in ("Root cause", "Resolution"):
             items += section_items(retriever, items, kind="postmortem", section=section, docs=3)
+        self.ranking = rank_categories(snap, retriever, exclude=self.exclude_docs)
         return with_similarity(items, snap, retriever)
 
+    def categories(self, items: list[ContextItem]) -> list[tuple[str, float]]:
+        """The calibrated ranking over the labelled postmortems, else the retrieved ones' vote."""
+        return self.ranking.categories if self.ranking is not None else category_vote(items)
+
     def grounded(self, snap: IncidentSnapshot, items: list[ContextItem]) -> RootCauseResult:
-        return compose(snap, items)
+        return compose(snap, items, categories=self.categories(items))
 
     def parse(self, text: str, snap: IncidentSnapshot, items: list[ContextItem],
               refs: dict[str, str]) -> RootCauseResult:
@@ -130,7 +142,7 @@ class RootCauses(Task[RootCauseResult]):
                           for c in cited],
                 check=h.check.strip(), citations=cited, supported=bool(cited)))
         hypotheses.sort(key=lambda h: -h.confidence)
-        return RootCauseResult(hypotheses=hypotheses, categories=category_vote(items))
+        return RootCauseResult(hypotheses=hypotheses, categories=self.categories(items))
 
     def render(self, result: RootCauseResult) -> None:
         """Evidence follows the validated citations; the answer text is rebuilt from them."""
@@ -187,10 +199,13 @@ class _Signal:
         return [(cid, why) for _, cid, why in pick]
 
 
-def compose(snap: IncidentSnapshot, items: list[ContextItem]) -> RootCauseResult:
-    """Change suspects and postmortem analogues, merged, ranked, or an abstention."""
+def compose(snap: IncidentSnapshot, items: list[ContextItem], *,
+            categories: list[tuple[str, float]] | None = None) -> RootCauseResult:
+    """Change suspects and postmortem analogues, merged, ranked, or an abstention.
+    ``categories`` is the ranking to report (default: the retrieved postmortems' vote)."""
     signal = _Signal(snap, items)
     votes = category_vote(items)
+    categories = votes if categories is None else categories
     analogues = _analogues(signal, items, votes)
     changes = _change_hypotheses(snap, signal, items, votes, analogues)
     merged = list(changes)
@@ -204,9 +219,9 @@ def compose(snap: IncidentSnapshot, items: list[ContextItem]) -> RootCauseResult
     closest = max((sim for _, _, sim in analogues), default=0.0)
     live = bool(signal.alerts or signal.patterns or changes)
     if not kept or kept[0].confidence < ABSTAIN_BELOW or (not live and closest < STRONG):
-        return RootCauseResult(abstained=True, categories=votes,
+        return RootCauseResult(abstained=True, categories=categories,
                                abstain_reason=_abstain_reason(snap, signal, items, merged))
-    return RootCauseResult(hypotheses=kept, categories=votes)
+    return RootCauseResult(hypotheses=kept, categories=categories)
 
 
 def _change_hypotheses(snap: IncidentSnapshot, signal: _Signal, items: list[ContextItem],
