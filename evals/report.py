@@ -10,7 +10,7 @@ from typing import Any
 
 PALETTE = ("#2563eb", "#d97706", "#059669", "#9333ea")
 # The per-case score whose distribution each suite's report plots.
-DISTRIBUTION = {"runbooks": "with_name.rr", "root_cause": "copilot.full.hit@1",
+DISTRIBUTION = {"runbooks": "with_name.rr", "root_cause": "copilot.full.hit@3",
                 "summaries": "fact_recall", "status_updates": "reading_grade",
                 "chat": "citation_precision"}
 

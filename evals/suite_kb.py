@@ -131,3 +131,68 @@ class RunbookSuite(Suite):
             out[f"{variant}.mrr"] = round(sum(r.scores[f"{variant}.rr"] for r in results) / n, 3)
         out["degraded_rate"] = round(sum(bool(r.details["degraded"]) for r in results) / n, 3)
         return out
+
+
+@dataclass
+class RootCauseContext:
+    rows: dict[str, dict[str, Any]]
+    results: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+@register
+class RootCauseSuite(Suite):
+    name = "root_cause"
+    description = ("Real cloud incidents (symptoms only) → the root-cause category of their "
+                   "postmortem, leave-one-out, next to majority and lexical-vote baselines.")
+    default_cases = SHARED / "cases" / "root_cause.jsonl"
+    default_kb = (SHARED / "kb" / "postmortems" / "cloud",)
+    fast_sample = 60
+
+    def load(self, path: Path) -> list[Any]:
+        from evals.root_cause import load_cases
+
+        return load_cases(path)
+
+    def setup(self, settings: Settings, kb: Sequence[Path], backend: str,
+              progress: Callable[[str], None]) -> RootCauseContext:
+        """The whole leave-one-out run (evals/root_cause.py): each case's own postmortem is
+        kept out of its evidence, its category ranking and the baselines' neighbours."""
+        from evals.root_cause import run_root_cause_eval
+
+        retriever, report = build_kb(settings, kb, "postmortem", progress)
+        result = run_root_cause_eval(self.cases, retriever, k=7)
+        notes = [f"{report.documents} postmortems indexed; leave-one-out"]
+        if backend != "grounded":
+            notes.append("the category ranking does not use the model: the backend changes "
+                         "only the hypotheses' wording, so these figures equal grounded's")
+        return RootCauseContext({r["id"]: r for r in result["predictions"]},
+                                result["results"], notes)
+
+    def run_case(self, ctx: RootCauseContext, case: Any) -> CaseResult:
+        from evals.root_cause import cut
+
+        row = ctx.rows[case.id]
+        scores: dict[str, float] = {}
+        for depth in ("full", "depth 2"):
+            gold = cut(case.gold, None if depth == "full" else 2)
+            for method in ("copilot", "lexical vote"):
+                ranked = row[depth][method]
+                key = f"{method.replace(' ', '_')}.{depth.replace(' ', '')}"
+                scores[f"{key}.hit@1"] = float(bool(ranked) and ranked[0] == gold)
+                scores[f"{key}.hit@3"] = float(gold in ranked[:3])
+        top = row["full"]["copilot"][:1]
+        passed = bool(scores["copilot.full.hit@1"])
+        reason = (f"gold {case.gold}; copilot's top 3: {', '.join(row['full']['copilot'])}"
+                  if not passed else f"top category {top[0]} is right")
+        return CaseResult(case.id, passed, reason, scores, gold=cut(case.gold, 2),
+                          predicted=(row["depth 2"]["copilot"] or [""])[0],
+                          details={"calibration": row.get("calibration")})
+
+    def aggregate(self, results: list[CaseResult], ctx: RootCauseContext) -> dict[str, float]:
+        out: dict[str, float] = {"cases": float(len(results))}
+        for depth, per in ctx.results.items():
+            for method, s in per.items():
+                for metric, value in s.items():
+                    out[f"{method.replace(' ', '_')}.{depth.replace(' ', '')}.{metric}"] = value
+        return out
