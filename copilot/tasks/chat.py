@@ -3,42 +3,29 @@ the evidence with citations; a polite "the context does not say" when it does no
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
 from typing import Any
 
 from pydantic import Field
 
 from copilot.context import IncidentSnapshot, incident_items, knowledge_items
 from copilot.guardrails.citations import extract
+from copilot.tasks.answer import SECTION_CUES, STOP, about_future, extract_answer
 from copilot.tasks.base import Line, OutputInvalid, Task, TaskResult
-from copilot.tasks.common import clip
+from copilot.tasks.common import SUSPECT_WINDOW, clip, join_words, section_items
 from prompts.budget import ContextItem
 
 REFUSAL = ("I'm sorry, the context does not say. I only know this incident's alerts, changes, "
            "log patterns, timeline and the runbooks and postmortems that match it.")
 _REFUSAL_HINTS = ("does not say", "doesn't say", "not enough", "no information", "cannot find",
                   "can't find", "not in the context", "not mentioned")
-_STOP = frozenset(["a", "about", "above", "after", "again", "all", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "tell", "know", "please", "give", "show", "list", "us", "happened", "happening", "going", "get", "got", "think", "right", "now", "currently", "incident"])
-# Words that say which kind of evidence a question wants.
-_INTENT = {
-    "change": ("deploy", "deployed", "release", "rollout", "change", "changed", "config",
-               "flag", "version", "push"),
-    "log_pattern": ("log", "logs", "error", "errors", "exception", "message", "warn"),
-    "runbook": ("runbook", "fix", "mitigate", "mitigation", "steps", "should", "do", "check"),
-    "postmortem": ("before", "similar", "previous", "past", "last", "history", "postmortem"),
-    "alert": ("alert", "alerts", "firing", "paged", "page", "threshold"),
-    "incident": ("status", "commander", "severity", "owner", "lead", "roles", "started",
-                 "impact", "who"),
-}
 
 
 def terms(text: str) -> list[str]:
     """Lower-case content words, lightly stemmed (plural s, -ing, -ed)."""
     out = []
     for word in re.findall(r"[a-z0-9][a-z0-9_.-]*[a-z0-9]|[a-z0-9]", text.lower()):
-        if word in _STOP or len(word) < 2:
+        if word in STOP or len(word) < 2:
             continue
         for suffix in ("ing", "ed", "es", "s"):
             if len(word) > len(suffix) + 3 and word.endswith(suffix):
@@ -53,6 +40,11 @@ def sentences(text: str) -> list[str]:
     joined = "\n".join(f for f in flat if f)
     parts = re.split(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(])|\n", joined)
     return [p.strip() for p in parts if len(p.strip()) > 12]
+
+
+# Which kind of document holds each section a question may ask for.
+_SECTION_KINDS = {"Mitigation": "runbook", "Escalation": "runbook", "Root cause": "postmortem",
+                  "Resolution": "postmortem", "Action items": "postmortem"}
 
 
 class ChatResult(TaskResult):
@@ -86,50 +78,41 @@ class Chat(Task[ChatResult]):
         return self.question
 
     def evidence(self, snap: IncidentSnapshot, retriever: Any) -> list[ContextItem]:
-        return incident_items(snap) + knowledge_items(
-            snap, retriever, kinds=("runbook", "postmortem"), k=3,
-            query=f"{self._query()} {' '.join(snap.services)}")
+        """The incident's items, then runbook and postmortem passages found by the question
+        itself (the affected services still rank their documents first), plus the section a
+        question asks for by what it holds ("what should we do" → Mitigation) from the top
+        document, since a passage's words need not match the question's."""
+        query = self._query()
+        items = incident_items(snap) + knowledge_items(
+            snap, retriever, kinds=("runbook", "postmortem"), k=3, query=query,
+            chunks_per_doc=3)
+        for section, cue in SECTION_CUES.items():
+            if cue.search(query.lower()):
+                items += section_items(retriever, items, kind=_SECTION_KINDS[section],
+                                       section=section, docs=1)
+        return items
 
     def prompt_vars(self, snap: IncidentSnapshot, items: list[ContextItem]) -> dict[str, Any]:
         return {"question": self.question}
 
     def grounded(self, snap: IncidentSnapshot, items: list[ContextItem]) -> ChatResult:
-        query = terms(self._query())
-        if not query or not items:
+        query = self._query()
+        if not items or about_future(self.question):
             return ChatResult(question=self.question, answer=REFUSAL, answered=False)
-        direct = _direct_answer(self._query().lower(), snap, {i.id for i in items})
-        if direct:
+        direct = _direct_answer(query.lower(), snap, {i.id for i in items})
+        if direct is not None:
+            if not direct:  # a question about a record the incident has none of
+                return ChatResult(question=self.question, answer=REFUSAL, answered=False)
             return ChatResult(question=self.question, lines=direct)
-        docs = [(item, s) for item in items for s in sentences(item.text)]
-        df: Counter[str] = Counter()
-        for _, s in docs:
-            df.update(set(terms(s)))
-        n = len(docs) + 1
-        idf = {t: math.log(n / (1 + df.get(t, 0))) + 1 for t in set(query)}
-        wanted = {kind for kind, words in _INTENT.items()
-                  if any(w in self.question.lower().split() for w in words)}
-        total = sum(idf.values())
-        scored = []
-        for order, (item, s) in enumerate(docs):
-            present = set(terms(s)) | set(terms(item.title))
-            cover = sum(idf[t] for t in set(query) if t in present) / total
-            if item.kind in wanted:
-                cover *= 1.25
-            scored.append((cover, -order, item, s))
-        scored.sort(key=lambda x: (-x[0], -x[1]))
-        best = scored[0][0] if scored else 0.0
-        if best < 0.5:
+        if not terms(query):
             return ChatResult(question=self.question, answer=REFUSAL, answered=False)
-        lines: list[Line] = []
-        seen: set[str] = set()
-        for cover, _, item, s in scored:
-            if cover < max(0.35, best * 0.6) or len(lines) == 3:
-                break
-            if s in seen:
-                continue
-            seen.add(s)
-            lines.append(Line(text=_sentence(s), citations=[item.id]))
-        return ChatResult(question=self.question, lines=lines)
+        people = snap.people | {e.actor for e in snap.timeline}
+        found = extract_answer(query, items, people=people)
+        if found is None:
+            return ChatResult(question=self.question, answer=REFUSAL, answered=False)
+        return ChatResult(question=self.question, lines=[
+            Line(text=_sentence(p.segment.text), citations=[p.segment.item.id])
+            for p in found.pieces])
 
     def parse(self, text: str, snap: IncidentSnapshot, items: list[ContextItem],
               refs: dict[str, str]) -> ChatResult:
@@ -167,68 +150,208 @@ class Chat(Task[ChatResult]):
                 for line in result.lines)
 
 
-_ROLE_Q = re.compile(r"\b(who|commander|tech lead|comms lead|owner|owns|on[- ]call|paged|roles?)\b")
-_CHANGE_Q = re.compile(r"\b(what changed|changes?|deploy\w*|releases?|rollouts?|config push|flags?)\b")
-_LOG_Q = re.compile(r"\b(logs?|errors?|exceptions?)\b")
-_STATUS_Q = re.compile(r"\b(status|severity|sev|how long|when did .* start|started)\b")
+# -- direct answers from the incident's own records ---------------------------------------
+# Each fires only when the question is about that record in general ("what changed?", "who is
+# the commander?"); a question that also names something specific ("who merged the 1.4.2
+# deploy?", "which database error is in the logs?") goes to the extractive answer instead.
+
+_ROLES = (
+    ("commander", "commander",
+     re.compile(r"\b(incident )?commander\b|\bic\b|\bin charge\b|\bwho is (leading|running)\b")),
+    ("tech_lead", "tech lead", re.compile(r"\btech(nical)? lead\b")),
+    ("comms_lead", "comms lead", re.compile(r"\bcomm(s|unications?) lead\b")),
+)
+_ALL_ROLES = re.compile(r"(?<![\w-])roles?\b|\bwho (is|are) (assigned|involved|working on (it|this))\b")
+_PAGED = re.compile(r"\b(paged|on[- ]?call)\b|\b(got|received|get|gets|has|had) (the|a) page\b")
+_PAGE_WORDS = "paged page get gets got receive received on call oncall on-call for"
+_OVERVIEW = re.compile(r"^\W*(what'?s?|what is|what are)\s+(happening|going on|the situation|"
+                       r"the (current )?state of (things|play))\W*$|\b(summari[sz]e|overview|"
+                       r"catch me up|tl;?dr|sitrep)\b")
+_LOGGED_INOUT = re.compile(r"\blog(ged|s|ging)? (in|out|off|on)\b")
+_STARTS_WH = re.compile(r"^\W*(who|why|how)\b")
+
+# Words a general question about changes, logs or the incident's state may use besides the
+# record's own name; any other content word makes the question specific.
+_GENERAL = ("before after first alert alerts alerting error errors fail failure failures "
+            "failing start started starting begin began shortly just today recent recently last "
+            "hour hours minute minutes new any there around time problem problems outage "
+            "symptom symptoms trouble thing things main top biggest most common frequent "
+            "see seeing say contain lead leading up so far affected service services")
+_CHANGE_WORDS = ("change changed changes deploy deployed deploys deployment deployments release "
+                 "released releases rollout rollouts roll rolled config configuration flag flags "
+                 "push pushed shipped")
+_LOG_WORDS = ("log logs logged error errors exception exceptions warn warning warnings message "
+              "messages line lines")
+_STATE_WORDS = "severity sev priority status state how bad severe serious long"
+
+
+def _stems(words: str) -> frozenset[str]:
+    return frozenset(t for w in words.split() for t in terms(w))
+
+
+_GENERAL_STEMS = _stems(_GENERAL)
+_CHANGE_STEMS = _stems(_CHANGE_WORDS)
+_LOG_STEMS = _stems(_LOG_WORDS)
+_STATE_STEMS = _stems(_STATE_WORDS)
+_PAGE_STEMS = _stems(_PAGE_WORDS)
+
+
+def _only(question: str, allowed: frozenset[str], snap: IncidentSnapshot) -> bool:
+    """True when every content word of the question is in ``allowed``, general, or a part of
+    an affected service's name (the question names nothing more specific)."""
+    services = {t for s in snap.services for t in terms(s.replace("-", " ") + " " + s)}
+    return all(t in allowed or t in _GENERAL_STEMS or t in services for t in terms(question))
+
+
+def _overview(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] | None:
+    """"What's going on?": the incident's state, then what its first alert says."""
+    if snap.ref not in ids or not _OVERVIEW.search(question):
+        return None
+    lines = [Line(text=f"{snap.title}: {snap.severity}, {snap.status}, on "
+                       f"{', '.join(snap.services) or 'unknown services'} since "
+                       f"{_hhmm(snap.started_at)}.", citations=[snap.ref])]
+    first = min((a for a in snap.alerts if f"alert:{a.id}" in ids),
+                key=lambda a: (a.starts_at is None, a.starts_at or snap.now, a.id), default=None)
+    if first is not None and first.summary != first.name:
+        lines.append(Line(text=_sentence(f"{first.name}: {first.summary}"),
+                          citations=[f"alert:{first.id}"]))
+    return lines
 
 
 def _hhmm(value: Any) -> str:
     return value.strftime("%H:%M UTC") if value else "an unknown time"
 
 
-def _direct_answer(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line]:
-    """Questions about the incident's own records (roles, changes, logs, status) are answered
-    from those records directly rather than from whichever sentence shares the most words."""
-    lines: list[Line] = []
-    if snap.ref in ids and _ROLE_Q.search(question) and not _CHANGE_Q.search(question):
-        roles = [(label, value) for label, value in (
-            ("commander", snap.commander), ("tech lead", snap.tech_lead),
-            ("comms lead", snap.comms_lead))]
-        named = [f"the {label} is {value}" for label, value in roles if value]
-        missing = [label for label, value in roles if not value]
-        missing_text = (" or ".join([", ".join(missing[:-1]), missing[-1]]) if len(missing) > 1
-                        else missing[0]) if missing else ""
-        joined = "; ".join(named)
-        text = ((joined[:1].upper() + joined[1:] + ". ") if named else "") + (
-            f"No {missing_text} is assigned yet." if missing else "")
-        if "pag" in question:
-            for alert in snap.alerts:
-                if alert.source == "pagerduty" and f"alert:{alert.id}" in ids:
-                    who = alert.labels.get("assignee") or alert.annotations.get("assignee")
-                    lines.append(Line(text=f"PagerDuty paged {who or 'the on-call responder'} "
-                                           f"for {alert.name}.", citations=[f"alert:{alert.id}"]))
-        lines.append(Line(text=text.strip(), citations=[snap.ref]))
-        return lines
-    if _CHANGE_Q.search(question):
-        first = snap.first_alert_at
-        before = sorted((c for c in snap.changes if f"change:{c.id}" in ids
-                         and (first is None or c.at <= first)), key=lambda c: c.at, reverse=True)
-        for n, c in enumerate(before[:3]):
-            lead = f", {round((first - c.at).total_seconds() / 60)} min before the first alert" \
-                if first else ""
-            affected = " (an affected service)" if c.service in snap.services else ""
-            prefix = "The last change before the first alert was" if n == 0 else "Earlier:"
-            lines.append(Line(
-                text=f"{prefix} a {c.kind.replace('_', ' ')} of {c.service}{affected} "
-                     f"{c.version or ''} at {_hhmm(c.at)}{lead}: {clip(c.description or '', 220)}",
-                citations=[f"change:{c.id}"]))
-        if lines:
+def _direct_answer(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] | None:
+    """Questions about the incident's own records in general (roles, who was paged, what
+    changed, what the logs show, severity and status) are answered from those records: None
+    when the question is not one of them, no lines when the incident has no such record (the
+    answer is then "the context does not say", not the nearest sentence with the same word)."""
+    for rule in (_roles, _paged, _changes, _logs, _state, _overview):
+        lines = rule(question, snap, ids)
+        if lines is not None:
             return lines
-    if _LOG_Q.search(question) and snap.patterns:
-        problems = [p for p in snap.patterns if p.is_problem and f"pattern:{p.id}" in ids][:3]
-        for p in problems:
-            shape = "new since the incident began" if p.is_new else \
-                f"up from {p.baseline_count} before the incident"
-            lines.append(Line(text=f"{p.count} {p.level} lines ({shape}): {p.template[:200]}",
-                              citations=[f"pattern:{p.id}"]))
-        if lines:
-            return lines
-    if snap.ref in ids and _STATUS_Q.search(question):
-        lines.append(Line(text=f"The incident is {snap.severity}, status {snap.status}, on "
-                               f"{', '.join(snap.services) or 'unknown services'}; it started at "
-                               f"{_hhmm(snap.started_at)}.", citations=[snap.ref]))
+    return None
+
+
+def _roles(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] | None:
+    if snap.ref not in ids:
+        return None
+    asked = [(attr, label) for attr, label, rx in _ROLES if rx.search(question)]
+    if not asked and _ALL_ROLES.search(question):
+        asked = [(attr, label) for attr, label, _ in _ROLES]
+    if not asked:
+        return None
+    named = [f"the {label} is {getattr(snap, attr)}" for attr, label in asked
+             if getattr(snap, attr)]
+    missing = [label for attr, label in asked if not getattr(snap, attr)]
+    text = "; ".join(named)
+    text = (text[:1].upper() + text[1:] + ". ") if named else ""
+    if missing:
+        text += f"No {join_words(missing)} is assigned yet."
+    return [Line(text=text.strip(), citations=[snap.ref])]
+
+
+def _paged(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] | None:
+    """"Who was paged?": the assignee of a paging alert (a responder's note may say it too, so
+    without one the extractive answer looks)."""
+    if not (re.match(r"^\W*who\b", question) and _PAGED.search(question)
+            and _only(question, _PAGE_STEMS, snap)):
+        return None
+    named = [s for s in snap.services if s.lower() in question]
+    lines = []
+    for alert in snap.alerts:
+        if named and alert.service not in named:
+            continue
+        who = next((str(v) for k in ("assignee", "assigned_to", "oncall", "owner")
+                    for v in (alert.labels.get(k), alert.annotations.get(k)) if v), None)
+        if who and f"alert:{alert.id}" in ids:
+            via = "PagerDuty" if alert.source == "pagerduty" else alert.source.capitalize()
+            lines.append(Line(text=f"{via} paged {who} for {alert.name} at "
+                                   f"{_hhmm(alert.starts_at)}.", citations=[f"alert:{alert.id}"]))
+    return lines[:1] or None
+
+
+def _changes(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] | None:
+    """"What changed?": the changes to affected services shortly before the first alert (the
+    suspects) or, when there are none, the latest change before it; all of them (up to three)
+    when the question asks for every change."""
+    if (_STARTS_WH.match(question) or not set(terms(question)) & _CHANGE_STEMS
+            or not _only(question, _CHANGE_STEMS, snap)):
+        return None
+    first = snap.first_alert_at
+    named = [s for s in snap.services if s.lower() in question]
+    known = sorted((c for c in snap.changes if f"change:{c.id}" in ids
+                    and (not named or c.service in named)), key=lambda c: c.at, reverse=True)
+    before = [c for c in known if first is None or c.at <= first]
+    if not before and not re.search(r"\b(before|prior|leading up)\b", question):
+        before = known  # "what changed?" also means a change made since the alerts
+    if not before:
+        return []
+    every = re.search(r"\b(all|every|list|other|each)\b", question)
+    suspects = [c for c in before if c.service in snap.services and first is not None
+                and first - c.at <= SUSPECT_WINDOW]
+    shown = before[:3] if every else (suspects[:2] or before[:1])
+    lines = []
+    for n, c in enumerate(shown):
+        minutes = round((first - c.at).total_seconds() / 60) if first else None
+        lead = ("" if minutes is None else f", {minutes} min before the first alert"
+                if minutes >= 0 else f", {-minutes} min after the first alert")
+        affected = " (an affected service)" if c.service in snap.services else ""
+        prefix = ("Earlier:" if n else "The last change before the first alert was"
+                  if minutes is not None and minutes >= 0 else "The latest change was")
+        lines.append(Line(
+            text=f"{prefix} a {c.kind.replace('_', ' ')} of {c.service}{affected} "
+                 f"{c.version or ''} at {_hhmm(c.at)}{lead}: {clip(c.description or '', 220)}",
+            citations=[f"change:{c.id}"]))
     return lines
+
+
+def _logs(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] | None:
+    """"What do the logs show?": the two busiest error patterns that are new or spiking (warnings
+    when the question asks for them)."""
+    question = _LOGGED_INOUT.sub(" ", question)  # "logged out" is not about logs
+    if (_STARTS_WH.match(question) or not set(terms(question)) & _LOG_STEMS
+            or not _only(question, _LOG_STEMS, snap)):
+        return None
+    warn = bool(re.search(r"\bwarn", question))
+    severe = ("FATAL", "CRITICAL", "ERROR")
+
+    def wanted(p: Any) -> bool:
+        level = (p.level or "").upper()
+        return level not in severe if warn else level in severe
+
+    known = [p for p in snap.patterns if p.is_problem and f"pattern:{p.id}" in ids]
+    chosen = sorted([p for p in known if wanted(p)] or known,  # no errors: the warnings
+                    key=lambda p: (not (p.is_new or p.count >= 2 * p.baseline_count), -p.count))
+    lines = []
+    for p in chosen[:2]:
+        shape = "new since the incident began" if p.is_new else \
+            f"up from {p.baseline_count} before the incident"
+        lines.append(Line(text=f"{p.count} {p.level} lines ({shape}): "
+                               f"{clip(p.template.replace('<*>', '…'), 200)}",
+                          citations=[f"pattern:{p.id}"]))
+    return lines
+
+
+def _state(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] | None:
+    if snap.ref not in ids:
+        return None
+    severity = re.search(r"\b(severity|sev|priority|how (bad|severe|serious))\b", question)
+    status = re.search(r"\b(status|state)\b(?! page)", question)
+    start = re.search(r"\bwhen did (it|this|the incident|the outage|the problem|things) "
+                      r"(start|begin)\b|\bstart(ed)? time\b|\bhow long\b", question)
+    if not (severity or status or start) or not _only(question, _STATE_STEMS, snap):
+        return None
+    parts = []
+    if severity:
+        parts.append(f"the incident is {snap.severity}")
+    if status:
+        parts.append(f"its status is {snap.status}")
+    if start:
+        parts.append(f"it started at {_hhmm(snap.started_at)}")
+    text = "; ".join(parts)
+    return [Line(text=text[:1].upper() + text[1:] + ".", citations=[snap.ref])]
 
 
 def _sentence(text: str) -> str:

@@ -1,0 +1,834 @@
+"""Extractive answers for the grounded chat (no model).
+
+The evidence is cut into the pieces it is made of: sentences, list items, shell and query
+commands (with the line that introduces them), alert labels, a change's header and description,
+a log pattern and its sample line, a responder's note. A question is read into its content
+words (with the kind of answer it wants: a person, a time, a number, a command) and each piece
+is scored by how much of the question's information it carries; rare words weigh more than
+common ones (inverse document frequency over the pieces). The answer is the best piece, plus a
+piece from the same item or another one only when it answers a part of the question the first
+one does not. When no piece carries more than half of the question, there is no answer.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from prompts.budget import ContextItem
+
+# -- words ----------------------------------------------------------------------------------
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+STOP = _words("""a about above after again all am an and any are as at be because been before
+being below between both but by can could did do does doing down during each few for from
+further had has have having he her here hers him his how i if in into is it its itself just me
+more most my no nor not now of off on once only or other our out over own same she should so
+some such than that the their them then there these they this those through to too under until
+up very was we were what when where which while who whom why will with would you your yours
+tell know please give show list us happened happening going get got think right currently
+incident whose yet ever also let lets per via""")
+
+# Words a question uses to ask rather than to say what it is about: they are not required in
+# the answer. Some of them name the kind of answer wanted (see _WANTS).
+LIGHT = _words("""say says said mention mentioned mentions see seen look looks looking find
+found show shows showed shown like exactly kind type sort thing things way ways outage problem
+issue issues cause caused causing reason reasons happen happens occur occurred someone anyone
+somebody person people responder responders engineer engineers command commands query queries
+time times number count value name names version versions percent percentage step steps exact
+specific detail details info information anything something current latest actually many
+much often earlier previous past prior similar according regarding affected impacted involved
+related use uses used using make makes made take takes took""")
+
+# A few spellings of the same thing that stemming does not join.
+SYNONYMS = {
+    "db": ("database",), "database": ("db",),
+    "postgres": ("postgresql", "pg"), "postgresql": ("postgres", "pg"), "pg": ("postgres",),
+    "k8s": ("kubernetes",), "kubernetes": ("k8s",),
+    "sev": ("severity",), "severity": ("sev",),
+    # an onset is written "X since 14:03" as often as "X started"
+    "start": ("since", "begin", "began"), "begin": ("since", "began"),
+    # a verb and its noun where the stems part early
+    "resolve": ("resolution",), "solve": ("solution",), "decide": ("decision",),
+    "fail": ("failure",), "explain": ("explanation",), "describe": ("description",),
+    "conclude": ("conclusion",), "maintain": ("maintenance",),
+}
+
+_SYNONYMS: dict[str, set[str]] = {}  # filled below, by stem
+
+
+_MONTHS_DAYS = _words("""january february march april may june july august september october
+november december jan feb mar apr jun jul aug sep sept oct nov dec monday tuesday wednesday
+thursday friday saturday sunday""")
+
+CAMEL = "~"  # marks a stem that is a word inside a CamelCase name
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@%-]*[A-Za-z0-9%]|[A-Za-z0-9]")
+_SEPARATORS = re.compile(r"[-_.:/@]+")
+_CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def stem(word: str) -> str:
+    """Light stemming, the same for the question and the evidence: plurals, -ing, -ed, a
+    doubled final consonant and a final e go (``ruling``, ``ruled``, ``rule`` → ``rul``;
+    ``nodes`` → ``nod``; ``stopped`` → ``stop``). Words with digits are identifiers, left
+    alone; at least three letters stay."""
+    if re.fullmatch(r"\d+[a-z]*\d*[a-z]*s", word) and len(word) > 3:
+        return word[:-1]  # "503s", "5xxs", "429s": plurals of codes
+    if any(c.isdigit() for c in word) or not word.isalpha():
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        word = word[:-3] + "y"
+    elif word.endswith("es") and word[-3:-2] in ("s", "x", "z") and len(word) > 4:
+        word = word[:-2]
+    elif word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        word = word[:-1]
+    for suffix in ("ing", "ed"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiouls":
+                word = word[:-1]
+            break
+    if word.endswith("e") and len(word) > 3:
+        word = word[:-1]
+    return word
+
+
+def tokens(text: str) -> list[str]:
+    """Words and identifiers, case kept (``orders-db-0``, ``1.4.2``, ``max_connections``)."""
+    return _TOKEN.findall(text)
+
+
+def forms(token: str) -> list[str]:
+    """The stems a token can be matched by: itself, and for an identifier its parts and their
+    concatenation (``on-call`` → ``on-call``, ``call``, ``oncall``; ``OrdersDBSaturated`` →
+    ``orders``, ``db``, ``saturat``)."""
+    low = token.lower()
+    out = [stem(low)]
+    if _SEPARATORS.search(low) and re.search(r"[a-z]", low):
+        parts = [p for p in _SEPARATORS.split(low) if p]
+        if "-" in low or "_" in low:
+            out.append("".join(parts))
+        out += [stem(p) for p in parts if len(p) >= 2 and p not in STOP]
+    elif re.search(r"[a-z][A-Z]", token):
+        # the words of a CamelCase name match a question's words ("orders db saturated"), but
+        # not the parts of another identifier ("orders-db" is not OrdersDBLockWaitHigh)
+        out += [CAMEL + stem(p.lower()) for p in _CAMEL.findall(token)
+                if len(p) >= 2 and p.lower() not in STOP]
+    return out
+
+
+for _key, _values in SYNONYMS.items():  # both ways, by stem
+    for _value in _values:
+        _SYNONYMS.setdefault(stem(_key), set()).add(stem(_value))
+        _SYNONYMS.setdefault(stem(_value), set()).add(stem(_key))
+
+
+def text_forms(text: str) -> set[str]:
+    out: set[str] = set()
+    for token in tokens(text):
+        if token.lower() in STOP:
+            continue
+        out.update(forms(token))
+    return out
+
+
+def compatible(a: str, b: str) -> bool:
+    """Two stems of the same word (``mitigat``/``mitigation``, ``config``/``configuration``): the
+    shorter, at least five letters long, starts the longer, which goes on for at most seven
+    more; or they share six letters and differ in the last one or two of the shorter. Shorter
+    starts join unrelated words (``post``/``postgres``, ``approv``/``approach``), longer tails
+    join a word to a compound name it begins (``orders``/``ordersdbconnectionssaturat``)."""
+    if a == b:
+        return True
+    if a[:1] == CAMEL or b[:1] == CAMEL:
+        return a[:1] == b[:1] and compatible(a[1:], b[1:])
+    if not (a.isalpha() and b.isalpha()):
+        return False
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    short, long_ = sorted((len(a), len(b)))
+    if long_ - n > 7:
+        return False
+    return (n == short and n >= 5) or (n >= 6 and n >= short - 2)
+
+
+# -- questions ------------------------------------------------------------------------------
+
+WHO, WHEN, NUMBER, CODE, VERSION = "who", "when", "number", "code", "version"
+
+_WANTS = [
+    (WHO, re.compile(r"^\W*(who|whom|whose)\b|\bwhich (person|people|engineer|responder)\b")),
+    # "when did/was X": a time; "when should we X" asks for a condition, not a time
+    (WHEN, re.compile(r"^\W*when\s+(did|was|were|is|are|has|have|had)\b|\bwhat time\b|"
+                      r"\bhow long ago\b")),
+    (NUMBER, re.compile(r"\bhow (many|much|long|big|large|high|low|often|fast|slow)\b|"
+                        r"\bwhat (percentage|percent|ratio|number|count|rate|share|size|limit)\b|"
+                        r"\bnumber of\b")),
+    (CODE, re.compile(r"\b(which|what) (\w+ )?(command|commands|query|queries|promql|sql)\b|"
+                      r"\b(command|query) (do|should|can|to)\b")),
+    (VERSION, re.compile(r"\b(which|what)( \w+)? version\b|\bversion of\b")),
+]
+
+# Words that say which kind of evidence a question is after.
+_INTENT = {
+    "change": re.compile(r"\b(deploy\w*|releas\w*|rollouts?|chang\w*|config\w*|flags?|"
+                         r"merged?|pushe?d?|versions?)\b"),
+    "log_pattern": re.compile(r"\b(logs?|logged|log lines?|messages?|exceptions?|stack ?traces?)\b"
+                              r"(?! (in|out|off|on)\b)"),
+    "alert": re.compile(r"\b(alerts?|firing|fired|fire|threshold|annotations?|labels?)\b"),
+    "runbook": re.compile(r"\b(runbooks?|how (do|can|should) (i|we)|what should (i|we)|"
+                          r"should (i|we)|fix|mitigat\w*|steps?|procedure|commands?|queries|"
+                          r"query|escalat\w*)\b"),
+    "postmortem": re.compile(r"\b(postmortems?|previous|past|earlier|similar|history|prior|"
+                             r"last time|before this|ago|january|february|march|april|june|july|"
+                             r"august|september|october|november|december)\b|"
+                             r"(?<![\d-])(19|20)\d\d(?![\d-])"),
+    "timeline": re.compile(r"\b(notes?|noted|reported|responders?|timeline)\b"),
+}
+
+# Sections of runbooks and postmortems a question may ask for by what they hold.
+SECTION_CUES = {
+    "Mitigation": re.compile(r"\b(mitigat\w*|fix|stop the bleeding|what should (i|we) do|"
+                             r"what do (i|we) do|first step|next step|steps? to)\b"),
+    "Escalation": re.compile(r"\b(escalat\w*|who (should|do) (i|we) (page|call|contact)|"
+                             r"who owns)\b"),
+    "Root cause": re.compile(r"\b(root cause|why did|why was|why were)\b"),
+    "Resolution": re.compile(r"\b(resolved|resolution|how was .* (fixed|resolved|mitigated))\b"),
+    "Action items": re.compile(r"\b(action items?|follow[- ]?ups?|prevent\w*)\b"),
+}
+
+_AUX = _words("is was were are has have had did does do will would should can could be been "
+              "got get gets")
+
+
+@dataclass
+class Slot:
+    """One content word of a question: its stem, the evidence stems that match it, and for an
+    identifier its parts (a partial match earns the share of its parts found)."""
+
+    word: str
+    stems: set[str]
+    parts: list[set[str]] = field(default_factory=list)
+    name: bool = False  # a name or identifier (capitalised, digits, punctuation)
+    matches: set[str] = field(default_factory=set)
+    part_matches: list[set[str]] = field(default_factory=list)
+    weight: float = 1.0
+
+    def match(self, have: set[str]) -> float:
+        if self.matches & have:
+            return 1.0
+        if self.part_matches:
+            found = sum(1 for p in self.part_matches if p & have)
+            return found / len(self.part_matches)
+        return 0.0
+
+
+@dataclass
+class Question:
+    text: str
+    slots: list[Slot]
+    wants: set[str]
+    intents: set[str]
+    predicate: str | None  # the verb a "who ..."/"when was X ...ed" question asks about
+    focus: list[str] = field(default_factory=list)  # "what is the <focus> of X" words
+
+    @property
+    def low(self) -> str:
+        return self.text.lower()
+
+
+def read_question(text: str) -> Question:
+    low = text.lower().strip()
+    wants = {kind for kind, rx in _WANTS if rx.search(low)}
+    intents = {kind for kind, rx in _INTENT.items() if rx.search(low)}
+    slots: list[Slot] = []
+    seen: set[str] = set()
+    for n, token in enumerate(tokens(text)):
+        word = token.lower()
+        if word in STOP or word in LIGHT or len(word) < 2 and not word.isdigit():
+            continue
+        key = stem(word)
+        if key in seen:
+            continue
+        seen.add(key)
+        stems = {key, *_SYNONYMS.get(key, ())}
+        all_forms = forms(token)
+        parts = [{p} for p in dict.fromkeys(all_forms[1:]) if p != key]
+        name = (any(c.isdigit() for c in token) or bool(_SEPARATORS.search(token))
+                or (n > 0 and token[:1].isupper() and word not in _MONTHS_DAYS))
+        slots.append(Slot(word, stems, parts, name=name))
+    return Question(text, slots, wants, intents, _predicate(low), _focus(low))
+
+
+def _predicate(low: str) -> str | None:
+    words = re.findall(r"[a-z][a-z'-]*", low)
+    if words and words[0] == "who":
+        rest = words[1:]
+        while rest and rest[0] in _AUX:
+            rest = rest[1:]
+        if rest and rest[0] not in STOP and rest[0] not in LIGHT:
+            return rest[0]
+    match = re.match(r"^\W*(when|why|where|how)\s+(was|were|is|are|has|have|had)\b.*\s"
+                     r"([a-z]+(?:ed|en))\W*$", low)
+    if match and match.group(3) not in STOP:
+        return match.group(3)
+    if words and words[0] in ("did", "does", "do", "has", "have", "had", "was", "were"):
+        # "did the billing-worker team approve the change?": the verb is the first word
+        # followed by an object or a preposition ("approve the"), or a participle
+        for word, after in zip(words[1:], [*words[2:], ""], strict=False):
+            if word in STOP or word in LIGHT:
+                continue
+            if words[0] in ("was", "were") and re.search(r"(ed|en)$", word):
+                return word
+            if words[0] not in ("was", "were") and after in _OBJECT_START:
+                return word
+    return None
+
+
+_OBJECT_START = _words("the a an any it this that these those its their our to on in with for "
+                       "from at by")
+
+
+_FOCUS = re.compile(r"^\W*(?:what|which|who)(?:'s|\s+is|\s+are|\s+was|\s+were)\s+"
+                    r"(?:the\s+|a\s+|an\s+)?(?P<focus>.+?)"
+                    r"(?:\s+(?:of|for|on|in|at|from|behind|by|between|during|after|before|"
+                    r"when|that|which|who|per|according|to|with|about|under|into|across|"
+                    r"did|does|do|is|are|was|were|has|have|had|should|would|could|can|"
+                    r"will|must|need|needs)\b.*)?\W*$")
+
+
+def _focus(low: str) -> list[str]:
+    """The head noun of the thing a "what is the X of Y?" question asks for: the last content
+    word of X ("phone" in "what is the phone number of the on-call?"). Empty when X is only
+    asking words ("what is the number of ...")."""
+    match = _FOCUS.match(low)
+    if not match:
+        return []
+    words = [t.lower() for t in tokens(match.group("focus").replace("'s", " "))]
+    words = [w for w in words if w not in STOP and w not in LIGHT and len(w) > 1]
+    return words[-1:]
+
+
+# -- evidence pieces ------------------------------------------------------------------------
+
+
+@dataclass
+class Segment:
+    """A piece of one evidence item: ``text`` is what the answer shows; ``say`` the stems the
+    piece itself says (full credit); ``context`` those of its heading (half credit)."""
+
+    item: ContextItem
+    text: str
+    say: set[str]
+    context: set[str] = field(default_factory=set)
+    code: bool = False
+    order: int = 0
+    robot: bool = False  # an automatic timeline echo of another record
+    about: set[str] = field(default_factory=set)  # its document's services, alerts, date
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(])")
+_BULLET = re.compile(r"^\s{0,3}(?:\d+[.)]|[-*+•])\s+")
+_ROBOTS = frozenset({"copilot", "system", ""})
+# What an item's kind says about all its pieces.
+_KIND_WORDS = {"alert": "alert", "change": "change", "log_pattern": "log line",
+               "timeline": "timeline", "runbook": "runbook", "postmortem": "postmortem"}
+
+
+def split_sentences(text: str) -> list[str]:
+    return [p.strip() for p in _SENTENCE_END.split(" ".join(text.split())) if p.strip()]
+
+
+def segments(item: ContextItem) -> list[Segment]:
+    """The pieces of one evidence item, by its kind."""
+    maker = {"incident": _incident, "timeline": _timeline, "alert": _alert,
+             "change": _change, "log_pattern": _pattern}.get(item.kind, _document)
+    out = [s for s in maker(item) if len(s.text) >= 8]
+    # what the piece is (a log line, an alert) is known, not said: it counts as a heading
+    implied = text_forms(_KIND_WORDS.get(item.kind, ""))
+    for n, seg in enumerate(out):
+        seg.context |= implied
+        seg.order = n
+    return out
+
+
+# A command line: inline code, a common operations CLI, or two or more option flags.
+# (Tools whose names are also English words, make or vault, are left out.)
+_CLI = re.compile(r"`[^`]{3,}`|(^|[\s(:])(kubectl|helm|argocd|psql|curl|docker|systemctl|"
+                  r"journalctl|gcloud|terraform|redis-cli|etcdctl|patronictl|jq|grep|awk)\s|"
+                  r"(\s--?[a-z][\w-]*[=\s][^\s]+.*){2,}")
+
+
+def _seg(item: ContextItem, text: str, *, extra: str = "", context: str = "",
+         code: bool = False, robot: bool = False) -> Segment:
+    return Segment(item, text, text_forms(f"{text} {extra}"), text_forms(context),
+                   code or bool(_CLI.search(text)), robot=robot)
+
+
+def _incident(item: ContextItem) -> list[Segment]:
+    first, _, rest = item.text.partition("\n")
+    # generated text: every ". " ends a sentence, even before a lower-case word
+    parts = [p.strip() for p in re.split(r"(?<=\.)\s+", first) if p.strip()]
+    parts += split_sentences(rest)
+    return [_seg(item, p) for p in parts]
+
+
+_TIMELINE = re.compile(r"^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}) UTC \[([^\]]*)\] (.*?): (.*)$", re.DOTALL)
+
+
+def _timeline(item: ContextItem) -> list[Segment]:
+    match = _TIMELINE.match(item.text)
+    if not match:
+        return [_seg(item, s) for s in split_sentences(item.text)]
+    day, hhmm, kind, actor, text = match.groups()
+    robot = actor.strip().lower() in _ROBOTS
+    who = "" if robot else f", {actor}"
+    text = " ".join(text.split()).replace("<*>", "…")
+    pieces = [text] if len(text) <= 320 else split_sentences(text)
+    return [_seg(item, f"{hhmm} UTC{who}: {p}", extra=f"{day} {kind}", robot=robot)
+            for p in pieces]
+
+
+_ALERT_HEAD = re.compile(r"^(.*?\) since (?:\S+ \S+ UTC|unknown))\.\s*(.*)$", re.DOTALL)
+
+
+def _alert(item: ContextItem) -> list[Segment]:
+    name = item.title
+    text = item.text
+    expression = ""
+    if " Expression: " in text:
+        text, expression = text.split(" Expression: ", 1)
+    labels = ""
+    if " Labels: " in text:
+        text, labels = text.rsplit(" Labels: ", 1)
+    match = _ALERT_HEAD.match(text)
+    head, body = (match.group(1), match.group(2)) if match else ("", text)
+    out = [_seg(item, head)] if head else []
+    for sentence in split_sentences(body):
+        sentence = sentence.strip()
+        if sentence in (".", "") or sentence.rstrip(".") == name:
+            continue
+        shown = sentence if name in sentence else f"{name}: {sentence}"
+        out.append(_seg(item, shown))
+    for pair in re.split(r",\s+(?=[\w.-]+=)", labels.rstrip(". ")):
+        key, _, value = pair.partition("=")
+        if value and not key.startswith("__"):
+            out.append(_seg(item, f"{name}: {key.strip()}={value.strip()}"))
+    if expression:
+        out.append(_seg(item, f"{name} expression: {expression.strip()}", code=True))
+    return out
+
+
+def _change(item: ContextItem) -> list[Segment]:
+    head, sep, description = item.text.partition(": ")
+    if not sep or " by " not in head:
+        return [_seg(item, s) for s in split_sentences(item.text)]
+    name = " ".join(head.split(" at ", 1)[0].split())
+    out = [_seg(item, _capital(" ".join(head.split())))]
+    # a short description is one statement of what the change did: kept whole
+    description = " ".join(description.split())
+    pieces = [description] if len(description) <= 320 else split_sentences(description)
+    for piece in pieces:
+        out.append(_seg(item, f"{_capital(name)}: {piece}"))
+    return out
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _pattern(item: ContextItem) -> list[Segment]:
+    first, _, sample = item.text.partition("\n")
+    out = [_seg(item, first.replace("<*>", "…"))]
+    sample = sample.strip()
+    if sample:
+        level = first.split(" ", 1)[0]
+        template = first.split(": ", 1)[-1]
+        out.append(_seg(item, f"{sample.replace('Example line', f'Example {level} line', 1)}",
+                        context=template))
+    return out
+
+
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+           "October", "November", "December")
+
+
+def _about(item: ContextItem) -> str:
+    """What a document's metadata says it is about: its services, alerts and date (as words,
+    so "the March outage" finds a postmortem dated 2025-03-14)."""
+    meta = item.meta or {}
+    words: list[str] = []
+    for key in ("services", "alerts"):
+        value = meta.get(key)
+        if isinstance(value, list | tuple):
+            words += [str(v) for v in value]
+        elif isinstance(value, str):
+            words.append(value)
+    date = re.match(r"(\d{4})-(\d{2})-(\d{2})", str(meta.get("date") or ""))
+    if date and 1 <= int(date.group(2)) <= 12:
+        words += [date.group(0), date.group(1), _MONTHS[int(date.group(2)) - 1]]
+    return " ".join(words)
+
+
+def _open_quote(text: str) -> bool:
+    return text.count('"') % 2 == 1 or (text.count("'") % 2 == 1 and "'" not in text[-1:])
+
+
+_OPERATOR = re.compile(r"^(/|\*|\+|-|and|or|unless|\|)$")
+
+
+def _commands(lines: list[str]) -> list[tuple[str, str]]:
+    """(comment, command) for each logical command of a code block: continuation lines
+    (trailing ``\\`` or ``|``, an open quote, a lone operator) are joined."""
+    out: list[tuple[str, str]] = []
+    comment: list[str] = []
+    current: list[str] = []
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#") and not current:
+            comment.append(line.lstrip("# ").strip())
+            continue
+        if _OPERATOR.match(line) and out and not current:
+            previous_comment, previous = out.pop()
+            current = [previous, line]
+            comment = [previous_comment] if previous_comment else []
+            continue
+        current.append(line.rstrip("\\").strip() if line.endswith("\\") else line)
+        joined = " ".join(current)
+        if line.endswith(("\\", "|", "&&")) or _open_quote(joined) or _OPERATOR.match(line):
+            continue
+        out.append((" ".join(comment), joined))
+        comment, current = [], []
+    if current:
+        out.append((" ".join(comment), " ".join(current)))
+    return out
+
+
+def _code_block(item: ContextItem, block: list[str], lead: str,
+                context: str) -> list[Segment]:
+    out = []
+    for comment, command in _commands(block):
+        intro = "; ".join(x for x in (lead.rstrip(":"), comment) if x)
+        shown = f"{intro}: `{command}`" if intro else f"`{command}`"
+        out.append(_seg(item, shown, context=context, code=True))
+    return out
+
+
+def _document(item: ContextItem) -> list[Segment]:
+    """A Markdown passage: prose sentences, list items, and each command of a code block shown
+    with the line that introduces it (``Pooler view: `psql ... -c 'SHOW POOLS;'` ``)."""
+    head, _, body = item.text.partition("\n")
+    if not body:
+        head, body = item.title, item.text
+    context = head
+    about = text_forms(_about(item))
+    out: list[Segment] = []
+    paragraph: list[str] = []
+    bullet: list[str] = []
+    block: list[str] = []
+    fenced = False
+    lead = ""
+
+    def flush() -> None:
+        nonlocal paragraph, bullet
+        if bullet:
+            out.append(_seg(item, " ".join(bullet), context=context, code="`" in bullet[0]))
+        for sentence in split_sentences(" ".join(paragraph)):
+            out.append(_seg(item, sentence, context=context))
+        paragraph, bullet = [], []
+
+    for raw in body.splitlines():
+        line = raw.rstrip()
+        if line.strip().startswith("```"):
+            if fenced:
+                out += _code_block(item, block, lead, context)
+                block, lead = [], ""
+            else:
+                flush()
+            fenced = not fenced
+            continue
+        if fenced:
+            block.append(line)
+            continue
+        if not line.strip():
+            flush()
+            continue
+        if re.match(r"^\s{0,3}#{1,6}\s", line):
+            flush()
+            context = f"{item.title} {line.strip('# ')}"
+            continue
+        if _BULLET.match(line):
+            flush()
+            bullet = [_BULLET.sub("", line).strip()]
+            continue
+        if bullet and raw[:1] in (" ", "\t"):
+            bullet.append(line.strip())
+            continue
+        if line.strip().endswith(":"):
+            flush()
+            lead = line.strip()
+            continue
+        if bullet:
+            flush()
+        paragraph.append(line.strip())
+    flush()
+    if fenced and block:  # a passage cut inside a code block
+        out += _code_block(item, block, lead, context)
+    for seg in out:
+        seg.about = about
+    return out
+
+
+# -- answering ------------------------------------------------------------------------------
+
+# A piece answers when it carries more than half of the question's weighted words: words only
+# in its heading count half, so a heading alone never makes an answer.
+THRESHOLD = 0.5
+# A piece without the name "who" asks for, or the command "which command" asks for, is at
+# most a partial answer (see _kind_factor).
+MISSING_KIND = 0.6
+# Ranking only (never whether to answer): the kind of evidence the question names ("in the
+# logs", "the runbook") over others, and the primary record over the timeline's automatic
+# echo of it. A quarter is the size of the effect: it settles near ties, never turns a clearly
+# better piece into a loser.
+INTENT_BONUS = 1.25
+ECHO_PENALTY = 0.9
+# A question that names no other source ("what is the 5xx ratio?") is about this incident:
+# its own records rank before a past incident's or a runbook's words for the same thing.
+OWN_BONUS = 1.1
+OWN_KINDS = frozenset({"incident", "timeline", "alert", "change", "log_pattern", "log"})
+# One to three sentences; a second source only when it is nearly as good as the first (within
+# a fifth) and answers a real part of the question the first leaves out (a quarter of its
+# weight; a sixth for another sentence of the same item, which costs no citation).
+MAX_LINES = 3
+NEARLY_AS_GOOD = 0.8
+NEW_PART = 0.25
+NEW_PART_SAME_ITEM = 0.15
+
+_THIS_INCIDENT = re.compile(r"\b(this|the current|our current) (incident|outage)\b|"
+                            r"\bduring the (incident|outage)\b|\bright now\b|\bso far\b")
+_PRESENT = re.compile(r"^\W*((who|what|which|where)('s|\s+is|\s+are)|is|are)\b")
+_PAST = re.compile(r"\b(did|was|were|had)\b")
+# A question about the future (a plan, a prediction) is not in records of what happened;
+# "what happens if ..." and "what will happen when ..." ask for a runbook's conditions.
+_FUTURE = re.compile(r"\b(will|going to|gonna|plan(s|ned)? to|next (week|month|quarter|year|"
+                     r"sprint|release)|tomorrow|eta)\b")
+_CONDITION = re.compile(r"\b(if|once|unless|whenever)\b|\S.*\bwhen\b")
+
+# Words for a quantity: "what is the error rate?" is answered by "the confirm route is at 21.3%".
+_MEASURES = frozenset(stem(w) for w in _words("""rate ratio percentage percent share count
+number total amount size limit level value duration latency threshold usage utilization
+capacity"""))
+_TIME = re.compile(r"\b\d{1,2}:\d{2}\b|\b\d{4}-\d{2}-\d{2}\b|\bmin (before|after)\b")
+# a count or amount: a number that is not part of a clock time or a date
+_AMOUNT = re.compile(r"(?<![\d:-])\d[\d,.]*(?![\d:])(?!-\d\d-)")
+# a version: 1.4.2, v3, @r118, 15.4 (but not 11.6 GiB or 14.6%)
+_VERSIONISH = re.compile(r"\b\d+(\.\d+){2,}\b|\b\d+\.\d+\b(?![.\d]|\s*(%|[A-Za-z]))|"
+                         r"\bv\d+(\.\d+)*\b|@r?\d+")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
+_WHO_WORDS = re.compile(r"\b(team|on-?call|owner|owns|lead|engineer|dbre|sre|assignee|"
+                        r"commander|by)\b", re.IGNORECASE)
+
+
+def about_future(question: str) -> bool:
+    low = question.lower()
+    return bool(_FUTURE.search(low)) and not _CONDITION.search(low)
+
+
+@dataclass
+class Scored:
+    segment: Segment
+    score: float  # coverage times the answer-kind factor: decides whether it answers
+    rank: float  # score with the ranking preferences
+    matched: set[int]
+
+
+@dataclass
+class Answer:
+    pieces: list[Scored]
+    question: Question
+
+
+def _has_person(text: str, people: Iterable[str]) -> bool:
+    low = text.lower()
+    return (any(p.lower() in low for p in people if len(p) > 2) or bool(_EMAIL.search(text))
+            or bool(_WHO_WORDS.search(text)))
+
+
+def _kind_factor(seg: Segment, wants: set[str], people: Iterable[str]) -> float:
+    """1 when the piece holds the kind of thing asked for; 0 when the question asks for a value
+    of a recognisable form (a time, an amount, a version) and the piece has none; MISSING_KIND
+    when a name or a command is asked for and the piece shows none (those are recognised by
+    rough cues, so their absence only counts against it)."""
+    text = seg.text
+    if WHEN in wants and not _TIME.search(text):
+        return 0.0
+    if NUMBER in wants and not _AMOUNT.search(_TIME.sub(" ", text)):
+        return 0.0
+    if VERSION in wants and not _VERSIONISH.search(text):
+        return 0.0
+    factor = 1.0
+    if WHO in wants and not _has_person(text, people):
+        factor = MISSING_KIND
+    if CODE in wants and not seg.code:
+        factor = MISSING_KIND
+    return factor
+
+
+def _link(question: Question, segs: list[Segment]) -> None:
+    """Resolve each slot's stems to the evidence stems they match, and weigh it by inverse
+    document frequency over the pieces (a word no piece has weighs the most)."""
+    vocab: set[str] = set()
+    for seg in segs:
+        vocab |= seg.say | seg.context | seg.about
+    n = len(segs)
+    for slot in question.slots:
+        stems = slot.stems | {CAMEL + s for s in slot.stems}
+        slot.matches = {v for v in vocab if any(compatible(s, v) for s in stems)}
+        slot.part_matches = [{v for v in vocab if any(compatible(p, v) for p in part)}
+                             for part in slot.parts]
+        # pieces that say the whole word: a part shared with other names is not the word
+        df = sum(1 for seg in segs if slot.match(seg.say | seg.context | seg.about) == 1.0)
+        slot.weight = math.log((n + 1) / (df + 1)) + 1
+
+
+def unknown_name(question: Question) -> Slot | None:
+    """A name or identifier of the question that the evidence never mentions: the evidence is
+    about something else (another company, system, version), whatever else matches."""
+    for slot in question.slots:
+        if slot.name and not slot.matches and not any(slot.part_matches):
+            return slot
+    return None
+
+
+def extract_answer(question_text: str, items: list[ContextItem], *,
+                   people: Iterable[str] = ()) -> Answer | None:
+    """The pieces of evidence that answer the question, best first; None when none does."""
+    question = read_question(question_text)
+    if not question.slots:
+        return None
+    segs = [s for item in items for s in segments(item)]
+    if not segs:
+        return None
+    _link(question, segs)
+    if unknown_name(question):
+        return None
+    # The words an answer must say: the verb of "who approved X?", and the thing "what is the
+    # phone number of X?" asks for (for a measure, "what is the error rate?", a number will
+    # do). A piece that does not say them answers a neighbouring question.
+    verb = next((n for n, s in enumerate(question.slots) if s.word == question.predicate), None)
+    head = next((n for n, s in enumerate(question.slots) if s.word in question.focus), None)
+    names = [n for n, s in enumerate(question.slots) if s.name]
+    own = not question.intents & {"runbook", "postmortem"}
+    # "during this incident": the question rules out past incidents and general advice; "who
+    # is on call?": a past incident's postmortem cannot say how things are now
+    only_own = own and bool(_THIS_INCIDENT.search(question.low))
+    no_past = "postmortem" not in question.intents and bool(_PRESENT.search(question.low))
+    past = bool(_PAST.search(question.low))
+    total = sum(s.weight for s in question.slots)
+    people = list(people)
+    scored: list[Scored] = []
+    for seg in segs:
+        got = 0.0
+        matched: set[int] = set()
+        for n, slot in enumerate(question.slots):
+            full = slot.match(seg.say)
+            half = 0.5 * slot.match(seg.context | seg.about)
+            value = max(full, half)
+            if value > 0:
+                matched.add(n)
+                got += slot.weight * value
+        if not matched:
+            continue
+        if (only_own and seg.item.kind not in OWN_KINDS
+                or no_past and seg.item.kind == "postmortem"):
+            continue
+        heard = seg.say | seg.context
+        if verb is not None and question.slots[verb].match(heard) < 1.0:
+            continue
+        if head is not None and question.slots[head].match(heard) < 1.0 and not (
+                stem(question.slots[head].word) in _MEASURES
+                and _AMOUNT.search(_TIME.sub(" ", seg.text))):
+            continue
+        # a question that names something (a service, an alert, a person, a version) is about
+        # it: a piece that does not name it, nor is under a heading that does, is about
+        # something else
+        named = heard | seg.about if "runbook" in question.intents else heard
+        if any(question.slots[n].match(named) < 0.5 for n in names):
+            continue
+        score = got / total * _kind_factor(seg, question.wants, people)
+        if score == 0.0:
+            continue
+        rank = score
+        if seg.item.kind in question.intents:
+            rank *= INTENT_BONUS
+        if seg.robot:
+            rank *= ECHO_PENALTY
+        elif seg.item.kind == "timeline" and past:
+            rank *= INTENT_BONUS  # "what did X do?": responders' notes record what was done
+        if own and seg.item.kind in OWN_KINDS:
+            rank *= OWN_BONUS
+        scored.append(Scored(seg, score, rank, matched))
+    scored.sort(key=lambda s: (-s.rank, s.segment.item.rank, s.segment.order))
+    if not scored or scored[0].score <= THRESHOLD:
+        return None
+    return Answer(_choose(scored, question), question)
+
+
+_SEVERAL = re.compile(r"\b(steps|commands|what are|which are|list|all)\b")
+_TWO_ASKS = re.compile(r"\b(and|also|as well as|plus)\b|[,;&]")
+
+
+def _choose(scored: list[Scored], question: Question) -> list[Scored]:
+    """The best piece; then more pieces of the same item when they answer a part of the
+    question it does not, or the question asks for several things (steps, commands). A piece
+    of another item is added only for a question that asks two things ("what changed and who
+    merged it?") and when it answers the part the best piece leaves out: a citation that does
+    not support the answer is worse than a shorter answer."""
+    best = scored[0]
+    chosen = [best]
+    covered = set(best.matched)
+    shown = {_norm(best.segment.text)}
+    several = bool(_SEVERAL.search(question.low))
+    two_asks = bool(_TWO_ASKS.search(question.low))
+    for cand in scored[1:]:
+        if len(chosen) == MAX_LINES:
+            break
+        if cand.score <= THRESHOLD or _norm(cand.segment.text) in shown:
+            continue
+        same = cand.segment.item.id == best.segment.item.id
+        adds = _gain(question, cand.matched - covered)
+        close = cand.score >= NEARLY_AS_GOOD * best.score
+        if same:
+            if not (adds >= NEW_PART_SAME_ITEM or (several and close)):
+                continue
+        elif not (two_asks and adds >= NEW_PART and close):
+            continue
+        chosen.append(cand)
+        covered |= cand.matched
+        shown.add(_norm(cand.segment.text))
+    if len(chosen) > 1:  # same-item pieces read in their own order
+        chosen = [chosen[0]] + sorted(chosen[1:], key=lambda s: (
+            s.segment.item.id != best.segment.item.id, s.segment.order))
+    return chosen
+
+
+def _gain(question: Question, adds: set[int]) -> float:
+    total = sum(s.weight for s in question.slots)
+    return sum(question.slots[n].weight for n in adds) / total
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\W+", " ", text.lower()).strip()
+

@@ -1,0 +1,463 @@
+"""Grounded chat (no model) on a development set of questions about the demo incident and the
+demo knowledge base: citation precision, the answered rate and correct refusals, plus unit tests
+of the pieces (question reading, segmenting evidence, choosing the answer).
+
+The development set is written here from the demo data (demo/incident, demo/kb) and a few
+responders' notes and roles added to the demo snapshot below; it is not the evaluation set."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+
+import pytest
+
+from copilot.context import IncidentSnapshot, TimelineFact
+from copilot.tasks.answer import (
+    CODE,
+    NUMBER,
+    VERSION,
+    WHEN,
+    WHO,
+    about_future,
+    compatible,
+    extract_answer,
+    forms,
+    read_question,
+    segments,
+    stem,
+)
+from copilot.tasks.chat import Chat
+from prompts.budget import ContextItem
+
+# -- the development set ----------------------------------------------------------------------
+
+UTC = dt.UTC
+
+
+def _at(hhmm: str) -> dt.datetime:
+    h, m = hhmm.split(":")
+    return dt.datetime(2026, 11, 27, int(h), int(m), tzinfo=UTC)
+
+
+# Responders' notes as they would be logged on the timeline during the demo incident.
+NOTES = [
+    ("14:08", "Ana Ortiz", ("Acknowledged the page. The checkout dashboard shows error_class "
+                            "db_pool_timeout on almost every 5xx, the confirm route is the worst.")),
+    ("14:11", "Ana Ortiz", ("pg_stat_activity on ledger-db-0 shows 588 connections, 512 of them "
+                            "from checkout_api through ledger-pgbouncer.")),
+    ("14:13", "Marek Kovacs", ("edge-proxy r1187 looks clean: no 429s or WAF blocks since 09:42, "
+                               "ruling it out.")),
+    ("14:16", "Ana Ortiz", ("Started the rollback with kubectl -n checkout argo rollouts undo "
+                            "checkout-api (2.84.0 back to 2.83.2).")),
+    ("14:19", "Sam Lee", ("Posted an investigating notice on status.lumenfield.com for degraded "
+                          "checkout.")),
+    ("14:24", "Ana Ortiz", ("Rollback complete; ledger-db connections are down to 310 and the "
+                            "checkout 5xx ratio is back under 1%.")),
+]
+
+
+def dev_snapshot(snap: IncidentSnapshot) -> IncidentSnapshot:
+    """The demo incident with a commander, a comms lead and the responders' notes."""
+    notes = [TimelineFact(id=900 + n, at=_at(at), kind="note", actor=actor, text=text)
+             for n, (at, actor, text) in enumerate(NOTES, 1)]
+    return dataclasses.replace(snap, commander="Ana Ortiz", comms_lead="Sam Lee",
+                               timeline=[*snap.timeline, *notes])
+
+
+@dataclass(frozen=True)
+class Case:
+    question: str
+    support: tuple[str, ...] = ()  # empty: the evidence cannot answer it
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.support)
+
+
+DEV = [
+    # the incident's own records
+    Case("Who is the incident commander?", ("commander: Ana Ortiz",)),
+    Case("Who got paged for this?", ("assignee=Ana Ortiz",)),
+    Case("What is the severity of the incident?", ("Severity SEV1",)),
+    Case("What changed shortly before the errors started?", ("2.84.0",)),
+    Case("Who merged the checkout-api 2.84.0 deploy?", ("jonas.weber",)),
+    Case("What did the edge-proxy config push change?", ("450 req/s",)),
+    Case("How much was the ledger DB pool per pod raised by the deploy?", ("from 10 to 40",)),
+    # alerts: annotations and labels
+    Case("What is the checkout-api 5xx ratio?", ("14.6%",)),
+    Case("How many connections is ledger-db-0 using?", ("565/600",)),
+    Case("Which team owns the LedgerDBConnectionsSaturated alert?",
+         ("team=database-reliability",)),
+    Case("When did LedgerDBConnectionsSaturated start firing?", ("since 2026-11-27 14:04",)),
+    # log patterns and their sample lines
+    Case("What does the pool timeout log line say?", ("pool timeout after 30000 ms",)),
+    Case("Which pgbouncer error shows up in the logs?", ("too many clients already",)),
+    # responders' notes
+    Case("What did pg_stat_activity show on ledger-db-0?", ("588 connections",)),
+    Case("Was the edge-proxy change ruled out?", ("ruling it out",)),
+    Case("What rollback command did Ana run?", ("argo rollouts undo checkout-api",)),
+    Case("Where was the investigating notice posted?", ("status.lumenfield.com",)),
+    Case("How many ledger-db connections were left after the rollback?", ("down to 310",)),
+    # runbooks: steps and commands
+    Case("How do I see the PgBouncer pools?", ("SHOW POOLS",)),
+    Case("What query shows who holds the connections on ledger-db?",
+         ("application_name, state, count(*)",)),
+    Case("How do I roll back an Argo rollout that already completed?",
+         ("argo rollouts undo <name>",)),
+    Case("Should we raise max_connections?", ("Do not raise max_connections",)),
+    # postmortems
+    Case("How was the earlier ledger-db connection exhaustion resolved?",
+         ("Capping invoice-worker's replicas",)),
+    Case("How many failed payment confirmations did the March ledger-db connection exhaustion "
+         "cause?", ("19,700 failed payment confirmations",)),
+    # the data cannot answer these
+    Case("What is the CEO's favourite colour?"),
+    Case("Which Kubernetes version does the mainframe billing cluster run?"),
+    Case("Who approved the 2.84.0 deploy?"),
+    Case("Will ledger-db be moved to a larger instance next quarter?"),
+    Case("What caused the AWS us-east-1 outage in 2021?"),
+    Case("How much revenue did we lose in this incident?"),
+    Case("What is the phone number of the database-reliability on-call?"),
+    Case("When is the postmortem review meeting scheduled?"),
+    Case("Which customers complained about checkout on Twitter?"),
+    Case("How many engineers joined the incident bridge call?"),
+    Case("What did Google say about the Black Friday outage?"),
+]
+
+
+def source_text(item_text: str, kind: str) -> str:
+    """What a citation points at, as the source viewer shows it: a knowledge passage without
+    the "title — section" line the evidence item adds."""
+    if kind in ("runbook", "postmortem"):
+        return item_text.split("\n", 1)[-1]
+    return item_text
+
+
+def score(copilot, snap: IncidentSnapshot, cases: list[Case] = DEV) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """The three figures over ``cases``: citation precision (micro, over the distinct ids each
+    answer cites), the answered rate on answerable questions and correct refusals."""
+    cited = good = answered = refused = 0
+    misses: list[str] = []
+    for case in cases:
+        task = Chat(case.question)
+        texts = {i.id: source_text(i.text, i.kind) for i in copilot.prepare(task, snap).packed.items}
+        result = copilot.run(task, snap)
+        ids = list(dict.fromkeys(c for line in result.lines for c in line.citations))
+        if not case.answerable:
+            refused += not result.answered
+            if result.answered:
+                misses.append(f"answered {case.question!r}: {result.answer[:200]}")
+            continue
+        ok = [c for c in ids if any(s.lower() in texts.get(c, "").lower() for s in case.support)]
+        cited += len(ids)
+        good += len(ok)
+        answered += bool(result.answered and ids)
+        if not (result.answered and ids and len(ok) == len(ids)):
+            misses.append(f"{case.question!r}: {len(ok)}/{len(ids)} good: {result.answer[:240]}")
+    n_answerable = sum(c.answerable for c in cases)
+    return {"citation_precision": round(good / max(cited, 1), 3),
+            "answered_rate": round(answered / max(n_answerable, 1), 3),
+            "correct_refusal_rate": round(refused / max(len(cases) - n_answerable, 1), 3),
+            "citations": cited, "misses": misses}
+
+
+# -- the figures on the development set -------------------------------------------------------
+
+# Floors, not targets: the set is small (24 answerable, 11 unanswerable questions), so one
+# question moves a rate by 3 to 9 points. They leave room for about two misses of each kind
+# and still fail on a return of the old behaviour (precision 0.32, refusals 0.73: padded answers
+# and answers made of loosely related sentences).
+MIN_PRECISION = 0.9
+MIN_ANSWERED = 0.85
+MIN_REFUSALS = 0.8
+
+
+@pytest.fixture
+def dev_snap(demo_copilot, demo_env) -> IncidentSnapshot:  # type: ignore[no-untyped-def]
+    return dev_snapshot(demo_copilot.snapshot(demo_env[2]))
+
+
+def test_dev_set_is_a_third_unanswerable_with_support_for_the_rest() -> None:
+    unanswerable = [c for c in DEV if not c.answerable]
+    assert 25 <= len(DEV) <= 35 and 0.25 <= len(unanswerable) / len(DEV) <= 0.4
+
+
+def test_dev_set_figures(demo_copilot, dev_snap) -> None:  # type: ignore[no-untyped-def]
+    figures = score(demo_copilot, dev_snap)
+    report = "\n".join(figures["misses"])
+    assert figures["citation_precision"] >= MIN_PRECISION, report
+    assert figures["answered_rate"] >= MIN_ANSWERED, report
+    assert figures["correct_refusal_rate"] >= MIN_REFUSALS, report
+
+
+# -- answers that show the failure modes the rules guard against ------------------------------
+
+
+def _ask(copilot, snap, question: str):  # type: ignore[no-untyped-def]
+    return copilot.run(Chat(question), snap)
+
+
+def test_a_specific_change_question_is_not_answered_with_the_list_of_changes(
+        demo_copilot, dev_snap) -> None:  # type: ignore[no-untyped-def]
+    edge = next(c for c in dev_snap.changes if c.service == "edge-proxy")
+    result = _ask(demo_copilot, dev_snap, "What did the edge-proxy config push change?")
+    assert [line.citations for line in result.lines] == [[f"change:{edge.id}"]]
+    assert "450 req/s" in result.answer
+    # the general question still gets the suspect change first
+    suspect = _ask(demo_copilot, dev_snap, "What changed before the first alert?")
+    assert "2.84.0" in suspect.lines[0].text and suspect.lines[0].citations[0].startswith(
+        "change:")
+
+
+def test_a_who_question_that_is_not_about_roles_does_not_get_the_roles(
+        demo_copilot, dev_snap) -> None:  # type: ignore[no-untyped-def]
+    result = _ask(demo_copilot, dev_snap, "Who posted the status page notice?")
+    assert result.answered and "Sam Lee" in result.answer and "commander" not in result.answer
+    assert all(c.startswith("timeline:") for line in result.lines for c in line.citations)
+
+
+def test_one_answer_one_source(demo_copilot, dev_snap) -> None:  # type: ignore[no-untyped-def]
+    """A question that one record answers is answered from that record alone, not padded
+    with sentences that share its words (a past incident's 5xx ratio, another note)."""
+    for question, expected in (("What is the checkout-api 5xx ratio?", "alert:"),
+                               ("What did pg_stat_activity show on ledger-db-0?", "timeline:"),
+                               ("How do I see the PgBouncer pools?", "chunk:rb-ledger-db")):
+        result = _ask(demo_copilot, dev_snap, question)
+        cited = {c for line in result.lines for c in line.citations}
+        assert len(cited) == 1 and next(iter(cited)).startswith(expected), (question, cited)
+
+
+def test_commands_and_identifiers_are_answerable(demo_copilot, dev_snap) -> None:  # type: ignore[no-untyped-def]
+    result = _ask(demo_copilot, dev_snap, "What rollback command did Ana run?")
+    assert "argo rollouts undo checkout-api" in result.answer
+    result = _ask(demo_copilot, dev_snap, "How do I roll back an Argo rollout that already "
+                                          "completed?")
+    assert "`kubectl -n <ns> argo rollouts undo <name>`" in result.answer
+
+
+def test_unrecorded_things_are_refused(demo_copilot, dev_snap) -> None:  # type: ignore[no-untyped-def]
+    for question in ("Who approved the 2.84.0 deploy?",  # merged is recorded, approved is not
+                     "What is the phone number of the database-reliability on-call?",
+                     "Will ledger-db be moved to a larger instance next quarter?",
+                     "What caused the AWS us-east-1 outage in 2021?"):
+        result = _ask(demo_copilot, dev_snap, question)
+        assert not result.answered and result.lines == [] and result.sources == [], question
+
+
+def test_overview_question_gets_the_incident_state(demo_copilot, dev_snap) -> None:  # type: ignore[no-untyped-def]
+    result = _ask(demo_copilot, dev_snap, "What's going on?")
+    assert result.answered and result.lines[0].citations == [dev_snap.ref]
+    assert dev_snap.severity in result.lines[0].text
+
+
+def test_a_model_refusal_is_rejected_when_the_rules_find_an_answer(
+        demo_copilot, dev_snap) -> None:  # type: ignore[no-untyped-def]
+    from copilot.llm.base import EchoLLM
+
+    demo_copilot.llm = EchoLLM("The context does not say.")
+    # the model's 2k window holds the incident facts and the first notes, not the alerts
+    result = _ask(demo_copilot, dev_snap, "What did pg_stat_activity show on ledger-db-0?")
+    assert result.degraded and "context has one" in (result.reason or "")
+    assert "588 connections" in result.answer
+    result = _ask(demo_copilot, dev_snap, "What is the CEO's favourite colour?")
+    assert not result.degraded and not result.answered
+
+
+# -- unit tests of the pieces ------------------------------------------------------------------
+
+
+def test_stemming_joins_the_forms_of_a_word_and_leaves_identifiers() -> None:
+    assert stem("ruling") == stem("ruled") == stem("rule")
+    assert stem("paged") == stem("pages") == stem("page")
+    assert stem("stopped") == "stop" and stem("replies") == "reply"
+    assert stem("503s") == "503" and stem("2.84.0") == "2.84.0"
+    assert compatible(stem("mitigated"), stem("mitigation"))
+    assert compatible("config", stem("configuration"))
+    assert not compatible("post", "postgres")  # too short a common start
+    assert not compatible(stem("approved"), stem("approach"))
+    assert read_question("How was it resolved?").slots[0].stems >= {"resolv", "resolution"}
+    assert not compatible("ledger", stem("ledgerdbconnectionssaturated"))
+
+
+def test_identifiers_match_whole_and_by_parts() -> None:
+    assert {"ledger-db-0", "ledger", "db", "ledgerdb0"} <= set(forms("ledger-db-0"))
+    assert {"on-call", "call", "oncall"} <= set(forms("on-call"))
+    assert "pg_stat_activity" in forms("pg_stat_activity")
+    camel = forms("LedgerDBConnectionsSaturated")
+    assert camel[0] == stem("ledgerdbconnectionssaturated")
+    assert all(f.startswith("~") for f in camel[1:]) and "~connection" in camel
+
+
+def test_reading_a_question() -> None:
+    q = read_question("When did LedgerDBConnectionsSaturated start firing?")
+    assert q.wants == {WHEN} and "alert" in q.intents
+    assert [s.word for s in q.slots] == ["ledgerdbconnectionssaturated", "start", "firing"]
+    assert q.slots[0].name and not q.slots[1].name
+    assert read_question("Who approved the deploy?").predicate == "approved"
+    assert read_question("Who is the commander?").predicate is None
+    assert read_question("Did the worker team approve the change?").predicate == "approve"
+    assert read_question("Was the edge-proxy change ruled out?").predicate == "ruled"
+    assert read_question("What is the phone number of the on-call?").focus == ["phone"]
+    assert read_question("How many 503s were returned?").wants == {NUMBER}
+    assert read_question("Which command shows the pools?").wants == {CODE}
+    assert read_question("Which version of checkout-api is running?").wants == {VERSION}
+    assert WHO in read_question("Who merged it?").wants
+    # "when should we" asks for a condition, not a time
+    assert WHEN not in read_question("When should we post on the status page?").wants
+    # asking words are not content
+    assert [s.word for s in read_question("What does the log line say exactly?").slots] == [
+        "log", "line"]
+
+
+def test_future_questions() -> None:
+    assert about_future("Will ledger-db be resized next quarter?")
+    assert about_future("When will the fix be deployed?")
+    assert not about_future("What will happen if we raise max_connections?")
+    assert not about_future("What changed before the alert?")
+
+
+RUNBOOK = ContextItem("chunk:rb-x::1", "runbook", """Pool saturated — Diagnosis
+Who holds the connections:
+
+```bash
+kubectl -n db exec pg-0 -- psql -c "
+SELECT usename, count(*)
+FROM pg_stat_activity GROUP BY 1;"
+# the pooler's own view
+kubectl -n db exec deploy/pooler -- psql -p 6432 -c 'SHOW POOLS;'
+```
+
+Look for one application dominating. Restart nothing yet.
+
+1. Scale the top consumer down: `kubectl scale deploy/worker --replicas=4`
+   and pause its autoscaler.
+2. Do not raise max_connections as a first response.""", title="Pool saturated",
+                      meta={"services": ["pg"], "date": "2025-03-14"})
+
+
+def test_a_runbook_passage_is_cut_into_commands_steps_and_sentences() -> None:
+    texts = [s.text for s in segments(RUNBOOK)]
+    query, pools = [t for t in texts if t.startswith("Who holds the connections")]
+    assert "SELECT usename, count(*) FROM pg_stat_activity GROUP BY 1;" in query  # one command
+    assert "the pooler's own view" in pools and "`kubectl -n db exec deploy/pooler" in pools
+    assert "Look for one application dominating." in texts
+    assert any(t.startswith("Scale the top consumer down") and t.endswith("its autoscaler.")
+               for t in texts)  # a list item with its continuation line
+    code = {s.text: s.code for s in segments(RUNBOOK)}
+    assert code[query] and not code["Look for one application dominating."]
+
+
+def test_incident_records_are_cut_into_labelled_pieces() -> None:
+    alert = ContextItem("alert:1", "alert", (
+        "DiskFull (firing, severity critical, service store) since 2026-01-02 03:04 UTC. "
+        "store-0 is at 97%. Writes fail soon. Labels: severity=critical, team=storage, "
+        "__group_key__={}."), title="DiskFull")
+    texts = [s.text for s in segments(alert)]
+    assert texts == [("DiskFull (firing, severity critical, service store) since 2026-01-02 "
+                     "03:04 UTC"), "DiskFull: store-0 is at 97%.", "DiskFull: Writes fail soon.",
+                     "DiskFull: severity=critical", "DiskFull: team=storage"]
+    note = ContextItem("timeline:9", "timeline", "2026-01-02 03:10 UTC [note] Kim Park: Moved "
+                                                 "the WAL to a new volume.")
+    assert [s.text for s in segments(note)] == [("03:10 UTC, Kim Park: Moved the WAL to a new "
+                                                "volume.")]
+    change = ContextItem("change:4", "change", "deploy of store 1.2.3 at 2026-01-02 02:00 UTC "
+                         "(64 min before the first alert) by kim@x.io: Bigger WAL segments.")
+    assert [s.text for s in segments(change)] == [
+        ("Deploy of store 1.2.3 at 2026-01-02 02:00 UTC (64 min before the first alert) by "
+        "kim@x.io"), "Deploy of store 1.2.3: Bigger WAL segments."]
+
+
+def _items() -> list[ContextItem]:
+    return [
+        ContextItem("incident:5", "incident", "DiskFull on store. Severity SEV2, status "
+                    "investigating. Services: store. commander: Kim Park."),
+        ContextItem("alert:1", "alert", "DiskFull (firing, severity critical, service store) "
+                    "since 2026-01-02 03:04 UTC. store-0 is at 97% of its 500 GiB volume. "
+                    "Labels: team=storage.", title="DiskFull"),
+        ContextItem("timeline:9", "timeline", "2026-01-02 03:10 UTC [note] Kim Park: Moved the "
+                    "WAL to a new volume; store-0 at 61% after."),
+        ContextItem("change:4", "change", "deploy of store 1.2.3 at 2026-01-02 02:00 UTC "
+                    "(64 min before the first alert) by kim@x.io: Bigger WAL segments."),
+        RUNBOOK,
+    ]
+
+
+def _cited(question: str) -> list[str] | None:
+    found = extract_answer(question, _items(), people=["Kim Park"])
+    return None if found is None else [p.segment.item.id for p in found.pieces]
+
+
+def test_extractive_answers_cite_the_item_that_says_it() -> None:
+    assert _cited("Which team owns DiskFull?") == ["alert:1"]
+    assert _cited("What did Kim Park move the WAL to?") == ["timeline:9"]
+    assert _cited("Who deployed store 1.2.3?") == ["change:4"]
+    assert _cited("How do I see the pooler pools?") == ["chunk:rb-x::1"]
+    assert _cited("When was the WAL moved?") == ["timeline:9"]
+
+
+def test_extractive_refusals() -> None:
+    assert _cited("What is the CEO's favourite colour?") is None  # nothing matches
+    assert _cited("What did Datadog report about store-0?") is None  # a name never mentioned
+    assert _cited("Who approved the store 1.2.3 deploy?") is None  # deployed, not approved
+    assert _cited("What is the volume's IOPS limit?") is None  # the thing asked is absent
+    assert _cited("When did the disk vendor call?") is None  # no piece with a time says it
+
+
+def _small_incident(**changes) -> IncidentSnapshot:  # type: ignore[no-untyped-def]
+    from copilot.context import AlertFact, ChangeFact, PatternFact
+
+    at = dt.datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+    snap = IncidentSnapshot(
+        id=5, title="DiskFull on store", severity="SEV2", services=["store"], started_at=at,
+        alerts=[AlertFact(id=1, name="DiskFull", service="store", source="pagerduty",
+                          labels={"assignee": "Kim Park"}, starts_at=at)],
+        changes=[ChangeFact(id=4, kind="deploy", service="store", version="1.2.3",
+                            at=at - dt.timedelta(minutes=30), author="lee@x.io",
+                            description="Bigger WAL segments.")],
+        patterns=[PatternFact(id=7, template="write failed: no space left on <*>", count=40,
+                              level="ERROR", sample="write failed: no space left on /data")],
+        timeline=[TimelineFact(id=9, at=at + dt.timedelta(minutes=6), kind="note",
+                               actor="Kim Park", text="Users are being logged out of the "
+                                                      "dashboard; posted on the status page.")])
+    return dataclasses.replace(snap, **changes)
+
+
+def _grounded(question: str, snap: IncidentSnapshot):  # type: ignore[no-untyped-def]
+    from copilot.context import incident_items
+
+    return Chat(question).grounded(snap, incident_items(snap))
+
+
+def test_direct_answers_fire_on_general_questions_only() -> None:
+    snap = _small_incident()
+    assert _grounded("What changed before the first alert?", snap).lines[0].citations == [
+        "change:4"]
+    assert _grounded("What do the logs show?", snap).lines[0].citations == ["pattern:7"]
+    assert _grounded("Who got paged?", snap).lines[0].citations == ["alert:1"]
+    assert _grounded("What is the severity?", snap).lines[0].text == "The incident is SEV2."
+    assert _grounded("Who is the comms lead?", snap).lines[0].text == (
+        "No comms lead is assigned yet.")
+    # these name something else: the answer comes from the piece that says it
+    assert _grounded("Who posted on the status page?", snap).lines[0].citations == [
+        "timeline:9"]
+    assert _grounded("Were users logged out?", snap).lines[0].citations == ["timeline:9"]
+    assert _grounded("Who deployed 1.2.3?", snap).lines[0].text.startswith("Deploy of store")
+    assert not _grounded("What per-role limits exist?", snap).answered
+
+
+def test_a_general_question_about_a_record_the_incident_lacks_is_refused() -> None:
+    bare = _small_incident(changes=[], patterns=[])
+    for question in ("What changed before the first alert?", "What errors do the logs show?"):
+        result = _grounded(question, bare)
+        assert not result.answered and result.lines == [], question
+
+
+def test_without_error_lines_the_logs_answer_gives_the_warnings() -> None:
+    from copilot.context import PatternFact
+
+    warn = PatternFact(id=8, template="slow write took <*> ms", count=90, baseline_count=10,
+                       level="WARN")
+    result = _grounded("What errors do the logs show?", _small_incident(patterns=[warn]))
+    assert result.lines[0].citations == ["pattern:8"]
