@@ -4,13 +4,16 @@ copilot cites, and incident metrics. Every write is audited in its own transacti
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from api.deps import Noter, Reader, StateDep, Writer
 from copilot import audit
+from copilot.auth import Principal
 from copilot.incidents import (
     ROLES as INCIDENT_ROLES,
 )
@@ -117,6 +120,19 @@ def _fields(incident: Incident) -> dict[str, Any]:
     return _out(incident).model_dump(exclude={"alert_count", "created_at", "updated_at"})
 
 
+def _audited(st: Any, incident_id: int, who: Principal, action: str,
+             change: Callable[[Session, Incident], None]) -> IncidentOut:
+    """Apply ``change`` to the incident and audit it (before and after) in one transaction."""
+    with st.store.session() as s:
+        i = get_incident(s, incident_id)
+        before = _fields(i)
+        change(s, i)
+        audit.record(s, actor=who.name, role=who.role, action=action,
+                     target=f"incident:{i.id}", before=before, after=_fields(i))
+        s.flush()
+        return _out(i)
+
+
 @router.get("/incidents", response_model=list[IncidentOut])
 def incidents(st: StateDep, _: Reader, open_only: bool = False) -> Any:
     with st.store.session() as s:
@@ -170,27 +186,16 @@ def update_incident(incident_id: IncidentId, body: IncidentPatch, st: StateDep,
 def change_status(incident_id: IncidentId, body: StatusChange, st: StateDep, who: Writer) -> Any:
     """investigating → identified → monitoring → resolved; a resolved incident can only be
     reopened (back to investigating). 409 for any other move."""
-    with st.store.session() as s:
-        i = get_incident(s, incident_id)
-        before = _fields(i)
-        set_status(s, i, body.status, actor=who.name)
-        audit.record(s, actor=who.name, role=who.role, action="incident.status",
-                     target=f"incident:{i.id}", before=before, after=_fields(i))
-        s.flush()
-        return _out(i)
+    return _audited(st, incident_id, who, "incident.status",
+                    lambda s, i: set_status(s, i, body.status, actor=who.name))
 
 
 @router.put("/incidents/{incident_id}/roles", response_model=IncidentOut)
 def change_role(incident_id: IncidentId, body: RoleChange, st: StateDep, who: Writer) -> Any:
     assert body.role in INCIDENT_ROLES
-    with st.store.session() as s:
-        i = get_incident(s, incident_id)
-        before = _fields(i)
-        assign(s, i, role=body.role, person=body.person.strip(), actor=who.name)
-        audit.record(s, actor=who.name, role=who.role, action="incident.role",
-                     target=f"incident:{i.id}", before=before, after=_fields(i))
-        s.flush()
-        return _out(i)
+    return _audited(st, incident_id, who, "incident.role",
+                    lambda s, i: assign(s, i, role=body.role, person=body.person.strip(),
+                                        actor=who.name))
 
 
 @router.post("/incidents/{incident_id}/notes", response_model=TimelineItem, status_code=201)
