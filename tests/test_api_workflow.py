@@ -321,7 +321,9 @@ def test_documents_ingest_over_http(app, keys) -> None:  # type: ignore[no-untyp
         {"filename": "quokka.md", "content": doc}], "kind": "runbook"})
     assert ok.status_code == 200, ok.text
     hits = admin.get("/v1/search", params={"q": "quokka relay restart", "kind": "runbook"}).json()
-    assert hits[0]["title"] == "Restart the quokka relay"
+    # searchable at once; its rank among the shared demo index's runbooks is not this test's
+    # business (a full CI run once put it second)
+    assert "Restart the quokka relay" in [h["title"] for h in hits[:3]], hits
 
 
 class _BrokenModel:
