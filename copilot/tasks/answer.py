@@ -175,7 +175,7 @@ _WANTS = [
                         r"\bnumber of\b")),
     (CODE, re.compile(r"\b(which|what) (\w+ )?(command|commands|query|queries|promql|sql)\b|"
                       r"\b(command|query) (do|should|can|to)\b")),
-    (VERSION, re.compile(r"\b(which|what)( \w+)? version\b|\bversion of\b")),
+    (VERSION, re.compile(r"\b(which|what)( [\w-]+)? version\b|\bversion of\b")),
 ]
 
 # Words that say which kind of evidence a question is after.
@@ -246,7 +246,16 @@ class Question:
         return self.text.lower()
 
 
+_CONTRACTION = re.compile(r"\b(who|what|where|when|which|how|that|there|it)['’]s\b", re.IGNORECASE)
+
+
+def expand(text: str) -> str:
+    """"Who's running it?" reads as "who is running it?" (the rules match the long form)."""
+    return _CONTRACTION.sub(lambda m: f"{m.group(1)} is", text)
+
+
 def read_question(text: str) -> Question:
+    text = expand(text)
     low = text.lower().strip()
     wants = {kind for kind, rx in _WANTS if rx.search(low)}
     intents = {kind for kind, rx in _INTENT.items() if rx.search(low)}
@@ -595,8 +604,8 @@ def _document(item: ContextItem) -> list[Segment]:
 # A piece answers when it carries more than half of the question's weighted words: words only
 # in its heading count half, so a heading alone never makes an answer.
 THRESHOLD = 0.5
-# A piece without the name "who" asks for, or the command "which command" asks for, is at
-# most a partial answer (see _kind_factor).
+# A piece without the command "which command" asks for is at most a partial answer (see
+# _kind_factor); a "who" question is not answered by a piece that names nobody.
 MISSING_KIND = 0.6
 # Ranking only (never whether to answer): the kind of evidence the question names ("in the
 # logs", "the runbook") over others, and the primary record over the timeline's automatic
@@ -641,6 +650,30 @@ _WHO_WORDS = re.compile(r"\b(team|on-?call|owner|owns|lead|engineer|dbre|sre|ass
                         r"commander|by)\b", re.IGNORECASE)
 
 
+# A question that names a kind of document ("the runbook steps for ...", "in the logs") is
+# answered from that kind only: a matching alert is not the runbook it asked for.
+_NAMED_KINDS = {
+    ("runbook",): re.compile(r"\b(runbooks?|playbooks?)\b"),
+    ("postmortem",): re.compile(r"\b(post-?mortems?|past incidents?|previous incidents?)\b"),
+    ("log_pattern", "log"): re.compile(r"\b(in|from) the logs?\b|\blog (lines?|messages?)\b"),
+}
+# "When did X start?" asks for the onset: of the pieces that answer about as well, the earliest
+# record; "which version is running now?" asks for the latest one.
+_ONSET = re.compile(r"\b(start|started|starts|begin|began|first|onset)\b")
+_LATEST = re.compile(r"\b(now|currently|current|latest|at the moment|still)\b")
+_STAMP = re.compile(r"\b(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2})")
+
+
+def _stamp(item: ContextItem) -> str | None:
+    match = _STAMP.search(item.text)
+    return f"{match.group(1)} {match.group(2)}" if match else None
+
+
+def named_kinds(question: str) -> set[str]:
+    low = question.lower()
+    return {k for kinds, rx in _NAMED_KINDS.items() if rx.search(low) for k in kinds}
+
+
 def about_future(question: str) -> bool:
     low = question.lower()
     return bool(_FUTURE.search(low)) and not _CONDITION.search(low)
@@ -668,9 +701,10 @@ def _has_person(text: str, people: Iterable[str]) -> bool:
 
 def _kind_factor(seg: Segment, wants: set[str], people: Iterable[str]) -> float:
     """1 when the piece holds the kind of thing asked for; 0 when the question asks for a value
-    of a recognisable form (a time, an amount, a version) and the piece has none; MISSING_KIND
-    when a name or a command is asked for and the piece shows none (those are recognised by
-    rough cues, so their absence only counts against it)."""
+    of a recognisable form (a time, an amount, a version) or for someone (a person, a team, an
+    address) and the piece has none; MISSING_KIND when a command is asked for and the piece
+    shows none (commands are recognised by rough cues, so their absence only counts against
+    it)."""
     text = seg.text
     if WHEN in wants and not _TIME.search(text):
         return 0.0
@@ -678,9 +712,9 @@ def _kind_factor(seg: Segment, wants: set[str], people: Iterable[str]) -> float:
         return 0.0
     if VERSION in wants and not _VERSIONISH.search(text):
         return 0.0
-    factor = 1.0
     if WHO in wants and not _has_person(text, people):
-        factor = MISSING_KIND
+        return 0.0
+    factor = 1.0
     if CODE in wants and not seg.code:
         factor = MISSING_KIND
     return factor
@@ -736,6 +770,7 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     only_own = own and bool(_THIS_INCIDENT.search(question.low))
     no_past = "postmortem" not in question.intents and bool(_PRESENT.search(question.low))
     past = bool(_PAST.search(question.low))
+    kinds = named_kinds(question.low)
     total = sum(s.weight for s in question.slots)
     people = list(people)
     scored: list[Scored] = []
@@ -752,7 +787,8 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
         if not matched:
             continue
         if (only_own and seg.item.kind not in OWN_KINDS
-                or no_past and seg.item.kind == "postmortem"):
+                or no_past and seg.item.kind == "postmortem"
+                or kinds and seg.item.kind not in kinds):
             continue
         heard = seg.say | seg.context
         if verb is not None and question.slots[verb].match(heard) < 1.0:
@@ -783,7 +819,24 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     scored.sort(key=lambda s: (-s.rank, s.segment.item.rank, s.segment.order))
     if not scored or scored[0].score <= THRESHOLD:
         return None
+    _by_time(scored, question)
     return Answer(_choose(scored, question), question)
+
+
+def _by_time(scored: list[Scored], question: Question) -> None:
+    """Puts first, of the pieces nearly as good as the best, the earliest record for an
+    onset question and the latest for a question about how things are now."""
+    onset = WHEN in question.wants and bool(_ONSET.search(question.low))
+    latest = not onset and bool(_LATEST.search(question.low))
+    if not (onset or latest):
+        return
+    best = scored[0].score
+    timed = [(stamp, n) for n, s in enumerate(scored)
+             if s.score >= NEARLY_AS_GOOD * best and (stamp := _stamp(s.segment.item))]
+    if not timed:
+        return
+    _, pick = min(timed) if onset else max(timed, key=lambda t: (t[0], -t[1]))
+    scored.insert(0, scored.pop(pick))
 
 
 _SEVERAL = re.compile(r"\b(steps|commands|what are|which are|list|all)\b")

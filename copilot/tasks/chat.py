@@ -10,7 +10,7 @@ from pydantic import Field
 
 from copilot.context import IncidentSnapshot, incident_items, knowledge_items
 from copilot.guardrails.citations import extract
-from copilot.tasks.answer import SECTION_CUES, STOP, about_future, extract_answer
+from copilot.tasks.answer import SECTION_CUES, STOP, about_future, expand, extract_answer
 from copilot.tasks.base import Line, OutputInvalid, Task, TaskResult
 from copilot.tasks.common import SUSPECT_WINDOW, clip, join_words, section_items
 from prompts.budget import ContextItem
@@ -74,8 +74,8 @@ class Chat(Task[ChatResult]):
         """Short follow-ups ("and before that?") borrow the previous question's words."""
         previous = [t for r, t in self.turns if r == "user"]
         if previous and len(terms(self.question)) < 3:
-            return f"{previous[-1]} {self.question}"
-        return self.question
+            return expand(f"{previous[-1]} {self.question}")
+        return expand(self.question)
 
     def evidence(self, snap: IncidentSnapshot, retriever: Any) -> list[ContextItem]:
         """The incident's items, then runbook and postmortem passages found by the question
