@@ -461,3 +461,52 @@ def test_without_error_lines_the_logs_answer_gives_the_warnings() -> None:
                        level="WARN")
     result = _grounded("What errors do the logs show?", _small_incident(patterns=[warn]))
     assert result.lines[0].citations == ["pattern:8"]
+
+
+def test_a_contraction_reads_as_its_long_form() -> None:
+    from copilot.tasks.answer import expand
+
+    assert expand("Who's running this incident?") == "Who is running this incident?"
+    assert expand("What’s the error rate? It's high") == "What is the error rate? It is high"
+    result = _grounded("Who's running this incident?", _small_incident(commander="Kim Park"))
+    assert [(line.text, line.citations) for line in result.lines] == [
+        ("The commander is Kim Park.", ["incident:5"])]
+
+
+def test_a_who_question_is_not_answered_by_a_piece_that_names_nobody() -> None:
+    items = [ContextItem("alert:2", "alert", "ProbeFailed (firing, severity warning, service "
+                         "edge) since 2026-01-02 03:04 UTC. The probe running on prober-1 "
+                         "sees an expired certificate.", title="ProbeFailed")]
+    assert extract_answer("Who is running the probe?", items, people=["Kim Park"]) is None
+    named = [*items, ContextItem("timeline:3", "timeline", "2026-01-02 03:06 UTC [note] "
+                                 "Kim Park: I am running the probe by hand from bastion-1.")]
+    found = extract_answer("Who is running the probe?", named, people=["Kim Park"])
+    assert found is not None and found.pieces[0].segment.item.id == "timeline:3"
+
+
+def test_a_named_document_kind_limits_the_sources() -> None:
+    assert _cited("Runbook steps for the pooler pools?") == ["chunk:rb-x::1"]
+    # the alert matches the words, but the question asked for a runbook, and none says it
+    assert _cited("What does the runbook say about DiskFull on store-0 at 97%?") is None
+    assert _cited("What is store-0 at on DiskFull?") == ["alert:1"]
+
+
+def test_a_hyphenated_name_before_version_asks_for_a_version() -> None:
+    assert read_question("Which invoice-worker version is running now?").wants == {VERSION}
+
+
+def test_onset_and_now_questions_prefer_the_earliest_and_latest_record() -> None:
+    items = [
+        ContextItem("timeline:1", "timeline", "2026-01-02 03:20 UTC [note] Kim Park: "
+                    "cache-0 is evicting keys at 1,400 per second."),
+        ContextItem("timeline:2", "timeline", "2026-01-02 03:12 UTC [note] Lee Chan: "
+                    "cache-0 started evicting keys after the import job."),
+        ContextItem("timeline:3", "timeline", "2026-01-02 02:00 UTC [note] Kim Park: "
+                    "worker 1.4.0 is running on every pod."),
+        ContextItem("timeline:4", "timeline", "2026-01-02 03:30 UTC [note] Lee Chan: "
+                    "rolled back: worker 1.3.9 is running on every pod."),
+    ]
+    first = extract_answer("When did cache-0 start evicting keys?", items)
+    assert first is not None and first.pieces[0].segment.item.id == "timeline:2"
+    now = extract_answer("Which worker version is running now?", items)
+    assert now is not None and now.pieces[0].segment.item.id == "timeline:4"
