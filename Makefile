@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run local test test-all eval-fast eval-all eval-retrieval bench-retrieval bench-tasks clean
+.PHONY: run local test test-all reliability eval-fast eval-all eval-retrieval bench-retrieval bench-tasks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ test: $(VENV)/.test-installed
 
 test-all: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+# The whole reliability suite (docs/reliability.md): every test under tests/reliability,
+# the slow ones too, then the 50-client, 60-second load run on loopback with its report.
+reliability: $(VENV)/.test-installed
+	$(BIN)/python -m pytest -q -m "slow or not slow" tests/reliability
+	$(BIN)/python -m tests.reliability.load --clients 50 --seconds 60 --out reliability-results/load
 
 # The CI tier of the evaluation harness, gated by evals/thresholds.yaml (docs/evals.md).
 eval-fast: $(VENV)/.test-installed

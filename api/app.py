@@ -16,6 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.deps import get_principal
 from copilot import telemetry
 from copilot.config import Settings, get_settings
-from copilot.errors import ConfigError, CopilotError, IngestError
+from copilot.errors import ConfigError, CopilotError, IndexUnavailable, IngestError
 from copilot.store import IncidentStore
 from ingest.routing import RoutingRules, load_rules
 
@@ -37,6 +38,11 @@ PANEL_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 STATUS_BY_REASON = {"json": 400, "schema": 422, "source": 404, "oversized": 413}
+RETRY_AFTER = {"Retry-After": "5"}
+# The database did not answer (refused, dropped, timed out, pool exhausted): a dependency is
+# down, so 503 and nothing acknowledged; a webhook sender retries.
+STORE_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
+              sa_exc.TimeoutError)
 
 
 class _State:
@@ -77,15 +83,23 @@ class _State:
         except Exception as exc:  # noqa: BLE001 - readiness reports any failure
             checks["store"] = f"unavailable: {type(exc).__name__}"
         try:
-            count = self.copilot().retriever.index.store.count()
-            checks["index"] = "ok" if count > 0 else "empty: ingest a knowledge base first"
+            index = self.copilot().retriever.index
+            index.store.count()  # the vector store answers
+            # what is searchable is what the catalog committed (a killed ingest can leave
+            # vectors the catalog never recorded; the next ingest removes them)
+            checks["index"] = ("ok" if index.catalog.chunk_count() > 0
+                               else "empty: ingest a knowledge base first")
         except Exception as exc:  # noqa: BLE001
-            checks["index"] = f"unavailable: {type(exc).__name__}"
+            checks["index"] = f"unavailable: {type(exc).__name__}"  # no addresses: no key here
         return checks
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(StarletteHTTPException):
+    """An HTTP error, so that FastAPI's body parsing lets it through as a 413 (it turns any
+    other exception raised while reading a body into a 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is over the {limit:,}-byte limit")
 
 
 class LimitsAndMetrics:
@@ -116,13 +130,13 @@ class LimitsAndMetrics:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.limit)
             return message
 
         try:
             declared = dict(scope.get("headers") or {}).get(b"content-length", b"")
             if declared.isdigit() and int(declared) > self.limit:
-                raise BodyTooLarge
+                raise BodyTooLarge(self.limit)
             await self.app(scope, receive_wrapper, send_wrapper)
         except BodyTooLarge:
             if status["sent"]:
@@ -136,6 +150,20 @@ class LimitsAndMetrics:
             telemetry.HTTP_REQUESTS.labels(scope["method"], path, str(status["code"])).inc()
             telemetry.HTTP_LATENCY.labels(scope["method"], path).observe(
                 time.perf_counter() - started)
+
+
+def _detail(exc: StarletteHTTPException) -> str:
+    """FastAPI answers any body it cannot parse with one 400 message; say why."""
+    cause = exc.__cause__
+    if exc.status_code == 400 and cause is not None:
+        if isinstance(cause, UnicodeDecodeError):
+            return (f"the body is not valid UTF-8 (byte {cause.start}): send UTF-8 encoded "
+                    "JSON")
+        if isinstance(cause, RecursionError):
+            return "JSON is nested too deeply"
+        if isinstance(cause, ValueError):
+            return f"the body is not valid JSON: {cause}"
+    return str(exc.detail)
 
 
 def _field(loc: Any) -> str:
@@ -180,10 +208,23 @@ def create_app(settings: Settings | None = None, *, copilot: Any = None) -> Fast
             code = 422
         elif isinstance(exc, ConfigError):
             code = 503
+        elif isinstance(exc, IndexUnavailable):
+            log.warning("%s", exc)
+            return JSONResponse(status_code=503, content=content, headers=RETRY_AFTER)
         else:
             code = 400
         headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
         return JSONResponse(status_code=code, content=content, headers=headers)
+
+    async def _store_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("incident store unavailable on %s %s: %s", request.method,
+                    request.url.path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return JSONResponse(status_code=503, headers=RETRY_AFTER, content={
+            "error": f"incident store unavailable: the database did not answer "
+                     f"({type(exc).__name__}); retry later"})
+
+    for kind in STORE_DOWN:
+        app.add_exception_handler(kind, _store_down)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -196,7 +237,7 @@ def create_app(settings: Settings | None = None, *, copilot: Any = None) -> Fast
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)},
+        return JSONResponse(status_code=exc.status_code, content={"error": _detail(exc)},
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RecursionError)

@@ -8,7 +8,7 @@ thread pool, not on the event loop. Each route names the permission it needs (ap
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -124,8 +124,19 @@ def chat(incident_id: IncidentId, body: ChatRequest, request: Request, copilot: 
     snap = copilot.snapshot(incident_id)
     if "text/event-stream" not in request.headers.get("accept", ""):
         return copilot.run(task, snap)
-    return StreamingResponse(_sse(copilot.stream(task, snap)), media_type="text/event-stream",
+    events: Iterator[str] | AsyncIterator[str] = _sse(copilot.stream(task, snap))
+    if copilot.llm is None:
+        # A grounded answer is complete before its first word goes out: written here, in
+        # this worker thread, instead of one thread-pool hop per word, which under load made
+        # clients wait seconds between the first and the last word.
+        events = _replay(list(events))
+    return StreamingResponse(events, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _replay(chunks: list[str]) -> AsyncIterator[str]:
+    for chunk in chunks:
+        yield chunk
 
 
 class SearchHit(BaseModel):

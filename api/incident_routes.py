@@ -202,9 +202,8 @@ def change_role(incident_id: IncidentId, body: RoleChange, st: StateDep, who: Wr
 def add_note(incident_id: IncidentId, body: Note, st: StateDep, who: Noter) -> Any:
     with st.store.session() as s:
         i = get_incident(s, incident_id)
-        log(i, body.text, kind="note", actor=who.name)
+        entry = log(i, body.text, kind="note", actor=who.name)
         s.flush()
-        entry = i.timeline[-1]
         audit.record(s, actor=who.name, role=who.role, action="incident.note",
                      target=f"incident:{i.id}", after={"timeline_id": entry.id, "text": body.text})
         return TimelineItem(id=entry.id, at=entry.at, kind=entry.kind, actor=entry.actor,

@@ -8,6 +8,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
@@ -84,16 +85,14 @@ async def post_alerts(source: Literal["alertmanager", "grafana", "pagerduty", "g
     raw = await request.body()  # the app's middleware has enforced the size limit
     events = parse_alert_payload(source, raw, max_bytes=st.settings.max_payload_bytes)
 
-    def store() -> Any:
-        result = record_alerts(st.store, events, st.rules)  # committed before we answer
-        with st.store.session() as s:
-            audit.record(s, actor=who.name, role=who.role, action="ingest.alerts",
-                         target=f"source:{source}",
-                         after={"accepted": len(events),
-                                "outcomes": [o.get("outcome") for o in result.outcomes]})
-        return result
+    def audited(s: Any, result: Any) -> None:
+        audit.record(s, actor=who.name, role=who.role, action="ingest.alerts",
+                     target=f"source:{source}",
+                     after={"accepted": len(events),
+                            "outcomes": [o.get("outcome") for o in result.outcomes]})
 
-    result = await run_in_threadpool(store)
+    # The alerts and their audit entry commit together, before we answer.
+    result = await run_in_threadpool(record_alerts, st.store, events, st.rules, audit=audited)
     return {"accepted": len(events), "outcomes": result.outcomes}
 
 
@@ -129,6 +128,9 @@ async def post_logs(request: Request, st: StateDep, who: Ingester,
 
     raw = await request.body()  # the app's middleware has enforced the size limit
     lines = list(read_lines(raw.decode("utf-8", "replace").splitlines(), default_service=service))
+    if not lines:  # else an empty post would add a "0 log lines added" timeline entry
+        raise IngestError("no log lines in the body: send text or JSON lines, one per line",
+                          reason="schema")
 
     def store() -> Any:
         result = record_logs(st.store, incident_id=incident, lines=lines)
@@ -151,6 +153,22 @@ class DocumentsIn(BaseModel):
     kind: Literal["runbook", "postmortem", "document"] | None = None
 
 
+STAGING = ".staging-"
+STALE_STAGING_SECONDS = 3600
+
+
+def _remove_stale_staging(folder: FsPath) -> None:
+    """A request killed mid-upload leaves its staging folder behind; an hour later it is
+    nobody's."""
+    now = time.time()
+    for path in folder.glob(f"{STAGING}*"):
+        try:
+            if now - path.stat().st_mtime > STALE_STAGING_SECONDS:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
+
+
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
@@ -163,7 +181,8 @@ def post_documents(body: DocumentsIn, st: StateDep, who: Ingester) -> Any:
 
     uploads = st.settings.data_dir / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=uploads.parent) as tmp:
+    _remove_stale_staging(uploads.parent)
+    with tempfile.TemporaryDirectory(dir=uploads.parent, prefix=STAGING) as tmp:
         staged = FsPath(tmp) / "uploads"
         staged.mkdir()
         for n, doc in enumerate(body.documents):

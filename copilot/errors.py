@@ -28,6 +28,11 @@ class StoreError(CopilotError):
     """The vector store or lexical index could not be read or written."""
 
 
+class IndexUnavailable(StoreError):
+    """The vector index (a Chroma server) did not answer: a dependency is down, not a bad
+    request, so the API answers 503 and the caller retries; the incident store is unaffected."""
+
+
 class EmbeddingError(CopilotError):
     """The embedding model could not be loaded or run."""
 

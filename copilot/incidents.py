@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from statistics import mean, median
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from copilot.errors import CopilotError
 from copilot.models import STATUS_ORDER, Incident, Severity, Status, TimelineEntry, utcnow
@@ -32,10 +32,20 @@ def get_incident(session: Session, incident_id: int) -> Incident:
 
 
 def log(incident: Incident, text: str, *, kind: str = "auto", actor: str = "copilot",
-        at: dt.datetime | None = None, ref: dict | None = None) -> None:
-    """Append a timeline entry; it is saved with the rest of the caller's transaction."""
-    incident.timeline.append(TimelineEntry(at=at or utcnow(), kind=kind, actor=actor, text=text,
-                                           ref=ref or {}))
+        at: dt.datetime | None = None, ref: dict | None = None) -> TimelineEntry:
+    """Append a timeline entry; it is saved with the rest of the caller's transaction.
+
+    An incident's timeline that is not loaded yet stays unloaded: alert intake logs on every
+    delivery, and loading thousands of entries each time (under the store's write lock) made
+    deliveries slower the longer an incident ran."""
+    entry = TimelineEntry(at=at or utcnow(), kind=kind, actor=actor, text=text, ref=ref or {})
+    session = object_session(incident)
+    if session is None or "timeline" in incident.__dict__:
+        incident.timeline.append(entry)
+    else:
+        entry.incident = incident
+        session.add(entry)
+    return entry
 
 
 def open_incident(

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -65,6 +66,28 @@ class Base(DeclarativeBase):
     type_annotation_map = {
         dt.datetime: UTCDateTime(), dict[str, Any]: JSON, list[str]: JSON, list[int]: JSON
     }
+
+
+def _storable(mapper: Any, _connection: Any, row: Base) -> None:
+    """Text from outside (alerts, changes, log lines, notes) is stored the same way on SQLite
+    and PostgreSQL. PostgreSQL refuses NUL characters and strings over a VARCHAR's length,
+    which SQLite takes, and a delivery must never fail on them with a 500: NUL becomes U+FFFD
+    (as bytes that are not UTF-8 do) and an over-long value is cut, ending in an ellipsis."""
+    for attr in mapper.column_attrs:
+        value = row.__dict__.get(attr.key)  # only loaded values: no SQL inside a flush
+        column_type = attr.columns[0].type
+        if not isinstance(value, str) or isinstance(column_type, Enum):
+            continue
+        fixed = value.replace("\x00", "\ufffd")
+        length = getattr(column_type, "length", None)
+        if length and len(fixed) > length:
+            fixed = fixed[: length - 1] + "…"
+        if fixed != value:
+            setattr(row, attr.key, fixed)
+
+
+event.listen(Base, "before_insert", _storable, propagate=True)
+event.listen(Base, "before_update", _storable, propagate=True)
 
 
 class Incident(Base):

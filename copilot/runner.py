@@ -16,6 +16,7 @@ from typing import Any
 from copilot import telemetry
 from copilot.config import Settings
 from copilot.context import IncidentSnapshot, snapshot_from_store
+from copilot.errors import IndexUnavailable
 from copilot.guardrails.citations import support, validate
 from copilot.guardrails.redaction import DEFAULT_INTERNAL_HOSTS, Redactor
 from copilot.llm.base import LLM, Message, ProviderError
@@ -41,6 +42,7 @@ class Prepared:
     prompt: str | None
     retrieval_ms: float
     started: float
+    index_down: str | None = None  # the vector index did not answer: keywords only
 
 
 class Copilot:
@@ -86,7 +88,12 @@ class Copilot:
 
     def prepare(self, task: Task[R], snap: IncidentSnapshot) -> Prepared:
         started = time.perf_counter()
-        items = task.evidence(snap, self.retriever)
+        index_down = None
+        try:
+            items = task.evidence(snap, self.retriever)
+        except IndexUnavailable as exc:
+            index_down = str(exc)
+            items = task.evidence(snap, KeywordsOnly(self.retriever))
         retrieval_ms = (time.perf_counter() - started) * 1000
         prompt = load_prompt(task.name)
         system = load_prompt("system").render()
@@ -113,7 +120,7 @@ class Copilot:
             redactor = self.redactor()
             messages = [Message(m.role, redactor.redact(m.content)) for m in messages]
         return Prepared(snap, items, packed, refs, messages, redactor,
-                        f"{prompt.name}@{prompt.version}", retrieval_ms, started)
+                        f"{prompt.name}@{prompt.version}", retrieval_ms, started, index_down)
 
     def _messages(self, task: Task[R], snap: IncidentSnapshot, prompt: Any, system: str,
                   packed: Packed) -> tuple[dict[str, str], list[Message]]:
@@ -219,7 +226,7 @@ class Copilot:
         prep.packed = pack(prep.items, budget=GROUNDED_BUDGET)
         result = self._finish(task, prep, task.grounded(prep.snap, prep.packed.items), model_ms)
         result.degraded = True
-        result.reason = reason
+        result.reason = f"{reason}; {result.reason}" if result.reason else reason
         telemetry.fallback(task.name, reason)
         return result
 
@@ -253,7 +260,39 @@ class Copilot:
         result.timings.model_ms = round(model_ms, 2)
         result.timings.service_ms = round(total - model_ms, 2)
         result.timings.retrieval_ms = round(prep.retrieval_ms, 2)
+        if prep.index_down:
+            result.degraded = True
+            result.reason = f"{prep.index_down}; the knowledge base was searched by keywords only"
         return result
+
+
+class KeywordsOnly:
+    """The retriever while the vector index is down: BM25 over the local catalog, no vectors,
+    so a responder still gets the incident's own evidence and keyword-matched runbooks."""
+
+    def __init__(self, retriever: Any) -> None:
+        self._retriever = retriever
+        self.index = _NoVectors(retriever.index)
+
+    def search(self, query: str, **kwargs: Any) -> Any:
+        return self._retriever.search(query, **{**kwargs, "mode": "lexical"})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._retriever, name)
+
+
+class _NoVectors:
+    """The index with an empty vector store (nothing to compare passages with)."""
+
+    def __init__(self, index: Any) -> None:
+        self._index = index
+        self.store = self
+
+    def query(self, *_args: Any, **_kwargs: Any) -> list[Any]:
+        return []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._index, name)
 
 
 def _within(pieces: Iterator[str], deadline: float, message: str) -> Iterator[str]:

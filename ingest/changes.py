@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from copilot.errors import IngestError
 from copilot.incidents import log
-from copilot.models import ChangeEvent, Incident, Status
+from copilot.models import ChangeEvent, Incident, Status, TimelineEntry
 from copilot.store import IncidentStore
 
 KINDS = ("deploy", "config", "feature_flag")
@@ -80,7 +80,7 @@ def parse_changes(body: bytes | str | dict[str, Any], *, max_bytes: int = 1_000_
                               reason="oversized")
         try:
             body = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, nesting, huge ints
             raise IngestError(f"change payload: not valid JSON: {exc}", reason="json") from exc
     wrapped = isinstance(body, dict) and "changes" in body
     records = body["changes"] if wrapped else body if isinstance(body, list) else [body]
@@ -124,7 +124,11 @@ def note_recent_changes(session: Session, incident: Incident, services: list[str
         ChangeEvent.service.in_(services),
         ChangeEvent.at >= start - dt.timedelta(minutes=window_minutes),
         ChangeEvent.at <= until).order_by(ChangeEvent.at)).all()
-    noted = {e.ref.get("change_id") for e in incident.timeline}
+    if incident.id is None or "timeline" in incident.__dict__:
+        noted = {e.ref.get("change_id") for e in incident.timeline}
+    else:  # only its change entries, not the whole timeline
+        noted = {ref.get("change_id") for ref in session.scalars(select(TimelineEntry.ref).where(
+            TimelineEntry.incident_id == incident.id, TimelineEntry.kind == "change"))}
     count = 0
     for row in rows:
         if row.id not in noted:

@@ -5,9 +5,10 @@ either every event of a delivery is recorded (with its timeline entries) or none
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,18 +45,32 @@ def _fields(event: AlertEvent) -> dict[str, str]:
 
 def _matching_incident(session: Session, event: AlertEvent, rules: RoutingRules,
                        now: dt.datetime) -> tuple[Incident | None, str]:
+    """The newest open incident with an alert (or a start) in the window that shares the
+    event's service or alert group. Asked of the database, not by loading every open
+    incident's alerts: that grew with each delivery."""
     since = now - dt.timedelta(minutes=rules.window_minutes)
     candidates = session.scalars(
         select(Incident).where(Incident.status != Status.resolved).order_by(Incident.id.desc())
     ).all()
+    if not candidates:
+        return None, ""
+    ids = [i.id for i in candidates]
+    latest: dict[int, dt.datetime] = {
+        row[0]: row[1] for row in session.execute(
+            select(Alert.incident_id, func.max(Alert.last_received_at))
+            .where(Alert.incident_id.in_(ids)).group_by(Alert.incident_id))}
+    grouped: set[int] = set()
+    if "group" in rules.match_on and event.group_key:
+        grouped = set(session.scalars(select(Alert.incident_id).distinct().where(
+            Alert.incident_id.in_(ids),
+            Alert.labels["__group_key__"].as_string() == event.group_key)))
     for incident in candidates:
-        recent = [a.last_received_at for a in incident.alerts] + [incident.started_at or now]
+        recent = [t for t in (latest.get(incident.id), incident.started_at or now) if t]
         if max(recent) < since:
             continue
         if "service" in rules.match_on and event.service and event.service in incident.services:
             return incident, f"same service {event.service}"
-        if "group" in rules.match_on and event.group_key and any(
-                a.labels.get("__group_key__") == event.group_key for a in incident.alerts):
+        if incident.id in grouped:
             return incident, "same alert group"
     return None, ""
 
@@ -78,14 +93,18 @@ def _attach(session: Session, incident: Incident, alert: Alert, event: AlertEven
 
 
 def record_alerts(store: IncidentStore, events: list[AlertEvent], rules: RoutingRules,
-                  *, now: dt.datetime | None = None, attempts: int = 3) -> IntakeResult:
+                  *, now: dt.datetime | None = None, attempts: int = 3,
+                  audit: Callable[[Session, IntakeResult], None] | None = None) -> IntakeResult:
     """Record one delivery's events; commits before returning (accepted means persisted).
+    ``audit`` adds the delivery's audit entry to the same transaction.
 
-    Two workers receiving the same new alert at once race on the (source, fingerprint) key: the
-    loser's transaction rolls back whole and is retried, and then sees the winner's row."""
+    Deliveries are recorded one at a time per database (``IncidentStore.serialized``), so a
+    delivery reads the rows the previous one wrote. Should two still race on the (source,
+    fingerprint) key, the loser's transaction rolls back whole and is retried, and then sees
+    the winner's row."""
     for attempt in range(1, attempts + 1):
         try:
-            return _record_alerts(store, events, rules, now or utcnow())
+            return _record_alerts(store, events, rules, now or utcnow(), audit)
         except IntegrityError:
             if attempt == attempts:
                 raise
@@ -93,9 +112,10 @@ def record_alerts(store: IncidentStore, events: list[AlertEvent], rules: Routing
 
 
 def _record_alerts(store: IncidentStore, events: list[AlertEvent], rules: RoutingRules,
-                   now: dt.datetime) -> IntakeResult:
+                   now: dt.datetime,
+                   audit: Callable[[Session, IntakeResult], None] | None) -> IntakeResult:
     result = IntakeResult()
-    with store.session() as session:
+    with store.serialized("alert-intake") as session:
         for event in events:
             result_outcome, alert = _upsert(session, event, now)
             session.flush()
@@ -131,6 +151,8 @@ def _record_alerts(store: IncidentStore, events: list[AlertEvent], rules: Routin
                     result_outcome = f"{result_outcome}, opened incident"
             session.flush()
             result.add(event, result_outcome, alert.id, alert.incident_id)
+        if audit is not None:
+            audit(session, result)
     return result
 
 

@@ -67,13 +67,13 @@ class HybridRetriever:
         Documents whose title, alert names or path match the query get one too (field boosts).
         """
         filters = filters or Filters()
-        lex = self.index.lexical()
+        lex, columns = self.index.snapshot()  # one generation for both
         fused: dict[str, float] = {}
         lex_rank: dict[str, int] = {}
         dense_rank: dict[str, int] = {}
         pool = max(self.candidates, k * 10)
         if mode in ("hybrid", "lexical"):
-            mask = self.index.columns().mask(
+            mask = columns.mask(
                 kinds=filters.kinds, services=filters.services,
                 since=date_int(filters.since) if filters.since else None,
                 until=date_int(filters.until) if filters.until else None,

@@ -13,6 +13,7 @@ Readers only ever return chunks the current catalog lists.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,9 +52,9 @@ class KnowledgeIndex:
         self.store = store
         self.embedder = embedder
         self.lexical_dir = lexical_dir
-        self._lexical: LexicalIndex | None = None
-        self._columns: ChunkColumns | None = None
+        self._current: tuple[LexicalIndex, ChunkColumns] | None = None
         self._fields: DocumentFields | None = None
+        self._loading = threading.Lock()
 
     # writing ----------------------------------------------------------------------------
     def begin(self) -> ReconcileStats:
@@ -117,36 +118,53 @@ class KnowledgeIndex:
     # reading ----------------------------------------------------------------------------
     def lexical(self) -> LexicalIndex:
         """The BM25 snapshot of the current catalog generation, rebuilt (and saved) if stale."""
+        return self.snapshot()[0]
+
+    def columns(self) -> ChunkColumns:
+        return self.snapshot()[1]
+
+    def snapshot(self) -> tuple[LexicalIndex, ChunkColumns]:
+        """The BM25 snapshot and the chunk columns aligned with it, published together.
+
+        The API's worker threads search concurrently: loading under a lock keeps one thread
+        from seeing a snapshot whose columns are not set yet, and two from saving the same
+        snapshot folder at once."""
         generation = self.catalog.generation
-        if self._lexical is not None and self._lexical.generation == generation:
-            return self._lexical
-        snap = LexicalIndex.load(self.lexical_dir)
-        if snap is None or snap.generation != generation:
-            chunks = list(self.catalog.iter_chunks())
-            snap = LexicalIndex.build(
-                [c.id for c in chunks], [c.embed_text for c in chunks], generation=generation
-            )
-            snap.save(self.lexical_dir)
-            self._columns = ChunkColumns.from_chunks(chunks)
-        self._lexical = snap
-        if self._columns is None or self._columns.ids != snap.ids:
-            self._columns = ChunkColumns.from_chunks(
-                list(self.catalog.get_chunks(snap.ids).values()), order=snap.ids
-            )
-        return snap
+        current = self._current
+        if current is not None and current[0].generation == generation:
+            return current
+        with self._loading:
+            current = self._current
+            if current is not None and current[0].generation == generation:
+                return current
+            snap = LexicalIndex.load(self.lexical_dir)
+            columns = None
+            if snap is None or snap.generation != generation:
+                chunks = list(self.catalog.iter_chunks())
+                snap = LexicalIndex.build(
+                    [c.id for c in chunks], [c.embed_text for c in chunks], generation=generation
+                )
+                snap.save(self.lexical_dir)
+                columns = ChunkColumns.from_chunks(chunks)
+            if columns is None or columns.ids != snap.ids:
+                previous = current[1] if current is not None else None
+                columns = previous if previous is not None and previous.ids == snap.ids else \
+                    ChunkColumns.from_chunks(
+                        list(self.catalog.get_chunks(snap.ids).values()), order=snap.ids)
+            self._current = (snap, columns)
+            return self._current
 
     def fields(self) -> DocumentFields:
         """A document-level BM25 over titles, alert names, services and paths."""
         generation = self.catalog.generation
-        if self._fields is None or self._fields.generation != generation:
-            self._fields = DocumentFields.build(
-                self.catalog.documents(with_chunks=False).values(), generation)
-        return self._fields
-
-    def columns(self) -> ChunkColumns:
-        self.lexical()
-        assert self._columns is not None
-        return self._columns
+        current = self._fields
+        if current is not None and current.generation == generation:
+            return current
+        with self._loading:
+            if self._fields is None or self._fields.generation != generation:
+                self._fields = DocumentFields.build(
+                    self.catalog.documents(with_chunks=False).values(), generation)
+            return self._fields
 
 
 @dataclass

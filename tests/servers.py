@@ -1,13 +1,16 @@
 """Small loopback HTTP servers for tests at the edge of the world: a recording proxy in front
-of a real OpenAI-compatible server, and misbehaving endpoints (slow, garbage)."""
+of a real OpenAI-compatible server, misbehaving endpoints (slow, garbage), and a TCP forwarder
+that can cut a database off and put it back."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 
 class _Server:
@@ -96,3 +99,93 @@ def garbage_server() -> _Server:
         h.wfile.write(data)
 
     return _Server(handle)
+
+
+class TcpProxy:
+    """A loopback TCP forwarder to ``(host, port)`` that a test can cut, as a network
+    partition would (the listener closes and every open connection is dropped, so new
+    connections are refused), and resume on the same port."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self.connections = 0
+
+    def __enter__(self) -> Self:
+        self.resume()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cut()
+
+    def resume(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.settimeout(0.2)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        with self._lock:
+            dropped, self._open = self._open, set()
+        for sock in dropped:
+            _close(sock)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self._listener is listener:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                _close(client)
+                continue
+            client.settimeout(None)
+            upstream.settimeout(None)
+            with self._lock:
+                if self._listener is not listener:
+                    _close(client)
+                    _close(upstream)
+                    return
+                self._open |= {client, upstream}
+                self.connections += 1
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._open -= {src, dst}
+            _close(src)
+            _close(dst)
+
+
+def tcp_proxy(host: str, port: int) -> TcpProxy:
+    """A cuttable forwarder to ``host:port``; use as a context manager."""
+    return TcpProxy(host, port)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
