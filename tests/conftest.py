@@ -10,7 +10,9 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -183,12 +185,38 @@ def corpus(tmp_path: Path) -> Path:
 PG_URL = os.environ.get("COPILOT_TEST_POSTGRES_URL")
 
 
+@contextmanager
+def postgres_schema(prefix: str = "t") -> Iterator[str]:
+    """A fresh schema on the PostgreSQL server of COPILOT_TEST_POSTGRES_URL, dropped
+    afterwards. Skips when the URL is unset; CI fails instead (it must test PostgreSQL)."""
+    from sqlalchemy import create_engine, text
+
+    if not PG_URL:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide COPILOT_TEST_POSTGRES_URL (see .ci/run)")
+        pytest.skip("no PostgreSQL: set COPILOT_TEST_POSTGRES_URL (CI always does)")
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield schema
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def in_schema(url: str, schema: str) -> str:
+    """``url`` with its search path set to ``schema``."""
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options=-csearch_path%3D{schema}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def incident_store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
     """The incident store on a SQLite file, and on the real PostgreSQL server that .ci/run
     starts (a fresh schema per test). CI fails rather than skips when PostgreSQL is missing."""
-    from sqlalchemy import create_engine, text
-
     from copilot.store import IncidentStore, make_engine, migrate
 
     if request.param == "sqlite":
@@ -196,24 +224,11 @@ def incident_store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ign
         yield store
         store.engine.dispose()
         return
-    if not PG_URL:
-        if os.environ.get("CI"):
-            pytest.fail("CI must provide COPILOT_TEST_POSTGRES_URL (see .ci/run)")
-        pytest.skip("no PostgreSQL: set COPILOT_TEST_POSTGRES_URL (CI always does)")
-    import uuid
-
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    engine = make_engine(f"{PG_URL}{sep}options=-csearch_path%3D{schema}")
-    migrate(engine)
-    yield IncidentStore(engine)
-    engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with postgres_schema() as schema:
+        engine = make_engine(in_schema(PG_URL or "", schema))
+        migrate(engine)
+        yield IncidentStore(engine)
+        engine.dispose()
 
 
 def api_key(settings: Settings, role: str, *, source: str | None = None,

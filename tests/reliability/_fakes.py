@@ -5,10 +5,8 @@ a listener that records anything sent to it, and an app on a store of its own.""
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
@@ -18,6 +16,7 @@ from typing import Any
 import pytest
 
 from copilot.config import Settings
+from tests.conftest import PG_URL, in_schema, postgres_schema
 from tests.servers import _Server
 
 
@@ -51,25 +50,9 @@ def store_settings(tmp: Path, kind: str, **extra: Any) -> Iterator[Settings]:
     if kind == "sqlite":
         yield Settings(data_dir=tmp / "data", allow_remote_llm=False, **extra)
         return
-    url = os.environ.get("COPILOT_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("CI must provide COPILOT_TEST_POSTGRES_URL (see .ci/run)")
-        pytest.skip("no PostgreSQL: set COPILOT_TEST_POSTGRES_URL (CI always does)")
-    from sqlalchemy import create_engine, text
-
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in url else "?"
-    try:
+    with postgres_schema() as schema:
         yield Settings(data_dir=tmp / "data", allow_remote_llm=False,
-                       database_url=f"{url}{sep}options=-csearch_path%3D{schema}", **extra)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+                       database_url=in_schema(PG_URL or "", schema), **extra)
 
 
 def _sse(h: BaseHTTPRequestHandler, text: str) -> None:

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import random
 import shutil
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +25,15 @@ import pytest
 from sqlalchemy import select
 
 from copilot.config import Settings
-from tests.conftest import PG_URL, SHARED, api_key, needs_shared, write
+from tests.conftest import (
+    PG_URL,
+    SHARED,
+    api_key,
+    in_schema,
+    needs_shared,
+    postgres_schema,
+    write,
+)
 from tests.reliability._procs import COPILOT, Server, catalog_generation, copilot_env, http
 
 BURST = 400
@@ -165,21 +171,8 @@ def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    if not PG_URL:
-        if os.environ.get("CI"):
-            pytest.fail("CI must provide COPILOT_TEST_POSTGRES_URL (see .ci/run)")
-        pytest.skip("no PostgreSQL: set COPILOT_TEST_POSTGRES_URL (CI always does)")
-    from sqlalchemy import create_engine, text
-
-    schema = f"crash_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with postgres_schema("crash") as schema:
+        yield in_schema(PG_URL or "", schema)
 
 
 def stored_alerts(settings: Settings) -> dict[tuple[str, str], dict[str, Any]]:

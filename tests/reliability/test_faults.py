@@ -31,7 +31,7 @@ from api.app import create_app
 from copilot.config import Settings
 from copilot.models import Alert, ChangeEvent, LogLine
 from copilot.store import IncidentStore
-from tests.conftest import PG_URL, _free_port, api_key
+from tests.conftest import PG_URL, _free_port, api_key, in_schema, postgres_schema
 from tests.servers import garbage_server, slow_server, tcp_proxy
 
 LLM_TIMEOUT = 2.0
@@ -346,27 +346,15 @@ def test_chroma_down_search_is_503_ingest_is_stored_tasks_degrade_and_it_recover
 def pg_behind_proxy(tmp_path: Path, demo_env) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
     """The app on a fresh PostgreSQL schema reached only through a TCP forwarder the test can
     cut; the demo knowledge base (read-only) for the tasks."""
-    import uuid
-
-    from sqlalchemy import create_engine, text
-
     from copilot.runner import Copilot
 
-    if not PG_URL:
-        if os.environ.get("CI"):
-            pytest.fail("CI must provide COPILOT_TEST_POSTGRES_URL (see .ci/run)")
-        pytest.skip("no PostgreSQL: set COPILOT_TEST_POSTGRES_URL (CI always does)")
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    real = urlparse(PG_URL)
-    try:
+    with postgres_schema() as schema:
+        real = urlparse(PG_URL or "")
         with tcp_proxy(real.hostname or "127.0.0.1", real.port or 5432) as proxy:
-            via = PG_URL.replace(f"{real.hostname}:{real.port}", f"127.0.0.1:{proxy.port}")
-            sep = "&" if "?" in via else "?"
+            via = (PG_URL or "").replace(f"{real.hostname}:{real.port}",
+                                         f"127.0.0.1:{proxy.port}")
             settings = Settings(data_dir=tmp_path / "data", allow_remote_llm=False,
-                                database_url=f"{via}{sep}options=-csearch_path%3D{schema}")
+                                database_url=in_schema(via, schema))
             store = IncidentStore.open(settings)
             key = api_key(settings, "admin")
             token = api_key(settings, "webhook", source="generic")
@@ -374,10 +362,6 @@ def pg_behind_proxy(tmp_path: Path, demo_env) -> Iterator[dict[str, Any]]:  # ty
                                                        store=store))
             yield {"proxy": proxy, "store": store, "client": _client(app, key), "token": token}
             store.engine.dispose()
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _alert(n: int) -> dict[str, Any]:
