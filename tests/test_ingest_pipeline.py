@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from ingest.pipeline import run_ingest
 from retrieval.index import KnowledgeIndex, open_index
 from retrieval.vector_store import InMemoryVectorStore
 from tests.conftest import write
+from tests.reliability._procs import catalog_generation
 
 
 def ingest(settings: Settings, *paths: Path, index: KnowledgeIndex | None = None, **kw):
@@ -147,17 +147,6 @@ def test_crash_at_each_step_is_repaired_by_the_next_run(
     assert not any(t.startswith("Requests fail") for t in texts)
 
 
-def _catalog_generation(data_dir: Path) -> int:
-    for path in (data_dir / "kb").glob("catalog-*.sqlite3"):
-        try:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
-                row = db.execute("SELECT value FROM state WHERE key='generation'").fetchone()
-                return int(row[0]) if row else 0
-        except sqlite3.Error:
-            return 0
-    return 0
-
-
 def test_sigkill_midway_then_rerun_leaves_no_duplicates_or_orphans(tmp_path: Path) -> None:
     """A real `copilot ingest` process (real model, embedded Chroma) killed with SIGKILL midway."""
     root = tmp_path / "kb" / "runbooks"
@@ -173,7 +162,7 @@ def test_sigkill_midway_then_rerun_leaves_no_duplicates_or_orphans(tmp_path: Pat
     cmd = [sys.executable, "-m", "copilot.cli", "ingest", str(root), "--json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
-    while _catalog_generation(data) < 3:
+    while catalog_generation(data) < 3:
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
         assert time.monotonic() < deadline, "ingest made no progress"
         time.sleep(0.02)
