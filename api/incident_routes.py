@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from api.deps import Noter, Reader, StateDep, Writer
 from copilot import audit
 from copilot.auth import Principal
+from copilot.context import bounded_alerts, bounded_timeline
 from copilot.incidents import (
     ROLES as INCIDENT_ROLES,
 )
@@ -73,8 +74,13 @@ class AlertRow(BaseModel):
 
 
 class IncidentDetail(IncidentOut):
-    timeline: list[TimelineItem]
-    alerts: list[AlertRow]
+    timeline: list[TimelineItem] = Field(description=(
+        "In order; bounded for an alert storm: the most recent 300 notes, status and role "
+        "changes, and of the entries the copilot writes (alerts, changes, logs) the first 50 "
+        "and the most recent 150."))
+    alerts: list[AlertRow] = Field(description=(
+        "All alerts up to 200 (`alert_count` is always the total); past that the first of "
+        "each name and the most recent."))
 
 
 class IncidentCreate(BaseModel):
@@ -111,8 +117,15 @@ class Source(BaseModel):
 
 
 def _out(incident: Incident) -> IncidentOut:
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import object_session
+
+    from copilot.models import Alert
+
     out = IncidentOut.model_validate(incident)
-    out.alert_count = len(incident.alerts)
+    session = object_session(incident)
+    out.alert_count = (session.scalar(select(func.count()).select_from(Alert).where(
+        Alert.incident_id == incident.id)) or 0) if session is not None and incident.id else 0
     return out
 
 
@@ -154,13 +167,14 @@ def create_incident(body: IncidentCreate, st: StateDep, who: Writer) -> Any:
 def incident(incident_id: IncidentId, st: StateDep, _: Reader) -> Any:
     with st.store.session() as s:
         i = get_incident(s, incident_id)
+        alerts, _, _ = bounded_alerts(s, incident_id)
         return IncidentDetail(
             **_out(i).model_dump(),
             timeline=[TimelineItem(id=e.id, at=e.at, kind=e.kind, actor=e.actor, text=e.text)
-                      for e in i.timeline],
+                      for e in bounded_timeline(s, incident_id)],
             alerts=[AlertRow(id=a.id, name=a.name, status=a.status, severity=a.severity,
                              service=a.service, source=a.source, starts_at=a.starts_at,
-                             deliveries=a.deliveries) for a in i.alerts])
+                             deliveries=a.deliveries) for a in alerts])
 
 
 @router.patch("/incidents/{incident_id}", response_model=IncidentOut)

@@ -19,6 +19,14 @@ from typing import Any
 from prompts.budget import ContextItem
 
 CHANGE_WINDOW = dt.timedelta(hours=8)  # changes this long before the start are considered
+# An alert storm attaches thousands of alerts (and a timeline entry per delivery) to one
+# incident; a task or a page reads a bounded part of it, so its cost and memory stay flat
+# however long the storm runs. Counts are always exact.
+MAX_ALERTS = 200  # the first alert of each name (up to half), then the most recent
+MAX_AUTO_ENTRIES = 200  # entries the copilot writes (alerts, changes, logs): first 50, latest
+MAX_PEOPLE_ENTRIES = 300  # notes, status and role changes: the most recent
+FIRST_AUTO = 50
+PEOPLE_KINDS = ("note", "status", "role")  # the rest (alerts, changes, logs) the copilot writes
 
 
 @dataclass
@@ -109,6 +117,18 @@ class IncidentSnapshot:
     timeline: list[TimelineFact] = field(default_factory=list)
     description: str = ""  # free text (an evaluation case, an alert file's context)
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    alerts_total: int | None = None  # when ``alerts`` is a bounded part (see MAX_ALERTS)
+    firing_total: int | None = None
+
+    @property
+    def alert_count(self) -> int:
+        return self.alerts_total if self.alerts_total is not None else len(self.alerts)
+
+    @property
+    def firing_count(self) -> int:
+        if self.firing_total is not None:
+            return self.firing_total
+        return sum(1 for a in self.alerts if a.status == "firing")
 
     @property
     def ref(self) -> str:
@@ -165,6 +185,7 @@ def snapshot_from_store(session: Any, incident_id: int, *, now: dt.datetime | No
     from copilot.models import ChangeEvent, LogLine, LogPattern
 
     incident = get_incident(session, incident_id)
+    alerts, alerts_total, firing_total = bounded_alerts(session, incident_id)
     start = incident.started_at or incident.created_at
     end = incident.resolved_at or now or dt.datetime.now(dt.UTC)
     changes = session.scalars(select(ChangeEvent).where(
@@ -185,7 +206,8 @@ def snapshot_from_store(session: Any, incident_id: int, *, now: dt.datetime | No
         alerts=[AlertFact(id=a.id, name=a.name, status=a.status, severity=a.severity,
                           service=a.service, source=a.source, labels=dict(a.labels or {}),
                           annotations=dict(a.annotations or {}), starts_at=a.starts_at,
-                          ends_at=a.ends_at) for a in sorted(incident.alerts, key=lambda a: a.id)],
+                          ends_at=a.ends_at) for a in alerts],
+        alerts_total=alerts_total, firing_total=firing_total,
         changes=[ChangeFact(id=c.id, kind=c.kind, service=c.service, at=c.at, version=c.version,
                             author=c.author, description=c.description,
                             external_id=c.external_id) for c in changes],
@@ -196,9 +218,51 @@ def snapshot_from_store(session: Any, incident_id: int, *, now: dt.datetime | No
                               sample=samples.get(p.sample_line_ids[0], "") if p.sample_line_ids
                               else "") for p in patterns],
         timeline=[TimelineFact(id=e.id, at=e.at, kind=e.kind, actor=e.actor, text=e.text)
-                  for e in incident.timeline],
+                  for e in bounded_timeline(session, incident_id)],
         now=now or dt.datetime.now(dt.UTC),
     )
+
+
+def bounded_alerts(session: Any, incident_id: int) -> tuple[list[Any], int, int]:
+    """The incident's alerts (all of them up to MAX_ALERTS; past that the first of each name
+    and the most recent), by id, with the exact total and firing counts."""
+    from sqlalchemy import func, select
+
+    from copilot.models import Alert
+
+    mine = Alert.incident_id == incident_id
+    total = session.scalar(select(func.count()).select_from(Alert).where(mine)) or 0
+    firing = session.scalar(select(func.count()).select_from(Alert).where(
+        mine, Alert.status == "firing")) or 0
+    if total <= MAX_ALERTS:
+        return list(session.scalars(select(Alert).where(mine).order_by(Alert.id))), total, firing
+    ids = set(session.scalars(select(func.min(Alert.id)).where(mine).group_by(Alert.name)
+                              .order_by(func.min(Alert.id)).limit(MAX_ALERTS // 2)))
+    ids |= set(session.scalars(select(Alert.id).where(mine).order_by(Alert.id.desc())
+                               .limit(MAX_ALERTS - len(ids))))
+    rows = session.scalars(select(Alert).where(Alert.id.in_(ids)).order_by(Alert.id))
+    return list(rows), total, firing
+
+
+def bounded_timeline(session: Any, incident_id: int) -> list[Any]:
+    """The incident's timeline in order, bounded: the most recent notes, status and role
+    changes (what people did), and of the entries the copilot writes (one per alert delivery,
+    so a storm writes thousands) the first FIRST_AUTO and the most recent."""
+    from sqlalchemy import select
+
+    from copilot.models import TimelineEntry as E
+
+    mine = E.incident_id == incident_id
+    people = E.kind.in_(PEOPLE_KINDS)
+    written = list(session.scalars(select(E).where(mine, people)
+                                   .order_by(E.at.desc(), E.id.desc()).limit(MAX_PEOPLE_ENTRIES)))
+    first = list(session.scalars(select(E).where(mine, ~people)
+                                 .order_by(E.at, E.id).limit(FIRST_AUTO)))
+    recent = list(session.scalars(select(E).where(mine, ~people)
+                                  .order_by(E.at.desc(), E.id.desc())
+                                  .limit(MAX_AUTO_ENTRIES - FIRST_AUTO)))
+    entries = {e.id: e for e in (*written, *first, *recent)}
+    return sorted(entries.values(), key=lambda e: (e.at, e.id))
 
 
 def snapshot_from_alert(alert: dict[str, Any], *, now: dt.datetime | None = None) -> IncidentSnapshot:

@@ -193,7 +193,7 @@ def _summary(snap: IncidentSnapshot, items: list[ContextItem]) -> list[Line]:
     fired = [a for a in snap.alerts if a.starts_at]
     if fired:
         first = min(fired, key=lambda a: a.starts_at)  # type: ignore[arg-type,return-value]
-        lines.append(Line(text=f"{len(snap.alerts)} alerts fired, the first "
+        lines.append(Line(text=f"{snap.alert_count} alerts fired, the first "
                                f"{first.name} at {when(first.starts_at, start)}: "
                                f"{first.summary}.",
                           citations=[f"alert:{a.id}" for a in snap.alerts]))

@@ -338,7 +338,7 @@ def _internal(stage: str, snap: IncidentSnapshot, items: list[ContextItem],
              "identified": "The cause is identified and a fix is being applied",
              "monitoring": "A fix is in place and the alerts are being watched",
              "resolved": "Resolved; the postmortem comes next"}[stage]
-    state = (f"{len(firing)} of {len(snap.alerts)} alerts still firing" if snap.alerts
+    state = (f"{snap.firing_count} of {snap.alert_count} alerts still firing" if snap.alerts
              else "no alerts recorded")
     if firing and stage in ("monitoring", "resolved"):
         state = f"check before posting: {state}"

@@ -160,7 +160,7 @@ def _status(snap: IncidentSnapshot, items: list[ContextItem]) -> list[Line]:
     firing = [a for a in snap.alerts if a.status == "firing"]
     if snap.alerts:
         names = ", ".join(dict.fromkeys(a.name for a in firing)) or "none"
-        lines.append(Line(text=f"{len(firing)} of {len(snap.alerts)} alerts still firing: "
+        lines.append(Line(text=f"{snap.firing_count} of {snap.alert_count} alerts still firing: "
                                f"{names}.", citations=[f"alert:{a.id}" for a in snap.alerts]))
     return lines
 
