@@ -43,11 +43,13 @@ test: $(VENV)/.test-installed
 test-all: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
-# The whole reliability suite (docs/reliability.md): every test under tests/reliability,
-# the slow ones too, then the 50-client, 60-second load run on loopback with its report.
+# The whole reliability suite (docs/reliability.md): every test under tests/reliability, the
+# slow ones too (with the 50-client, 60-second load test), then a 240-second load run whose
+# report (reliability-results/load) must show flat memory.
 reliability: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -q -m "slow or not slow" tests/reliability
-	$(BIN)/python -m tests.reliability.load --clients 50 --seconds 60 --out reliability-results/load
+	$(BIN)/python -m tests.reliability.load --clients 50 --seconds 240 --warmup 10 \
+		--require-flat-memory --out reliability-results/load
 
 # The CI tier of the evaluation harness, gated by evals/thresholds.yaml (docs/evals.md).
 eval-fast: $(VENV)/.test-installed
