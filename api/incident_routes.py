@@ -116,21 +116,30 @@ class Source(BaseModel):
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
-def _out(incident: Incident) -> IncidentOut:
+def _alert_counts(session: Any, ids: list[int]) -> dict[int, int]:
+    """Alerts per incident, counted by the database (a storm's rows are never loaded)."""
     from sqlalchemy import func, select
-    from sqlalchemy.orm import object_session
 
     from copilot.models import Alert
 
+    rows = session.execute(select(Alert.incident_id, func.count()).where(
+        Alert.incident_id.in_(ids)).group_by(Alert.incident_id))
+    return {incident_id: count for incident_id, count in rows}
+
+
+def _out(incident: Incident, alert_count: int | None = None) -> IncidentOut:
+    from sqlalchemy.orm import object_session
+
     out = IncidentOut.model_validate(incident)
-    session = object_session(incident)
-    out.alert_count = (session.scalar(select(func.count()).select_from(Alert).where(
-        Alert.incident_id == incident.id)) or 0) if session is not None and incident.id else 0
+    if alert_count is None:
+        alert_count = _alert_counts(object_session(incident), [incident.id]).get(incident.id, 0)
+    out.alert_count = alert_count
     return out
 
 
 def _fields(incident: Incident) -> dict[str, Any]:
-    return _out(incident).model_dump(exclude={"alert_count", "created_at", "updated_at"})
+    return IncidentOut.model_validate(incident).model_dump(
+        exclude={"alert_count", "created_at", "updated_at"})
 
 
 def _audited(st: Any, incident_id: int, who: Principal, action: str,
@@ -149,7 +158,9 @@ def _audited(st: Any, incident_id: int, who: Principal, action: str,
 @router.get("/incidents", response_model=list[IncidentOut])
 def incidents(st: StateDep, _: Reader, open_only: bool = False) -> Any:
     with st.store.session() as s:
-        return [_out(i) for i in list_incidents(s, open_only=open_only)]
+        found = list_incidents(s, open_only=open_only)
+        counts = _alert_counts(s, [i.id for i in found])
+        return [_out(i, counts.get(i.id, 0)) for i in found]
 
 
 @router.post("/incidents", response_model=IncidentOut, status_code=201)
@@ -167,9 +178,9 @@ def create_incident(body: IncidentCreate, st: StateDep, who: Writer) -> Any:
 def incident(incident_id: IncidentId, st: StateDep, _: Reader) -> Any:
     with st.store.session() as s:
         i = get_incident(s, incident_id)
-        alerts, _, _ = bounded_alerts(s, incident_id)
+        alerts, total, _ = bounded_alerts(s, incident_id)
         return IncidentDetail(
-            **_out(i).model_dump(),
+            **_out(i, total).model_dump(),
             timeline=[TimelineItem(id=e.id, at=e.at, kind=e.kind, actor=e.actor, text=e.text)
                       for e in bounded_timeline(s, incident_id)],
             alerts=[AlertRow(id=a.id, name=a.name, status=a.status, severity=a.severity,

@@ -231,9 +231,8 @@ def bounded_alerts(session: Any, incident_id: int) -> tuple[list[Any], int, int]
     from copilot.models import Alert
 
     mine = Alert.incident_id == incident_id
-    total = session.scalar(select(func.count()).select_from(Alert).where(mine)) or 0
-    firing = session.scalar(select(func.count()).select_from(Alert).where(
-        mine, Alert.status == "firing")) or 0
+    total, firing = session.execute(select(
+        func.count(), func.count().filter(Alert.status == "firing")).where(mine)).one()
     if total <= MAX_ALERTS:
         return list(session.scalars(select(Alert).where(mine).order_by(Alert.id))), total, firing
     ids = set(session.scalars(select(func.min(Alert.id)).where(mine).group_by(Alert.name)

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.client import HTTPException
@@ -382,22 +382,30 @@ def orphan_vectors(settings: Settings, name: str) -> set[str]:
     return index.store.ids() - index.catalog.chunk_ids()
 
 
-def kill_at_generation(cmd: list[str], env: dict[str, str], data: Path, generation: int,
-                       log: Path) -> None:
-    """Run ``cmd`` and SIGKILL it once the catalog reached ``generation`` (batches committed)."""
+def kill_when(cmd: list[str], env: dict[str, str], log: Path, ready: Callable[[], bool],
+              what: str) -> None:
+    """Run ``cmd`` and SIGKILL it as soon as ``ready()`` holds (polled; ``what`` names the
+    moment waited for)."""
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     try:
-        while catalog_generation(data) < generation:
-            assert proc.poll() is None, f"ingest ended before the kill:\n{log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, "ingest made no progress"
+        while not ready():
+            assert proc.poll() is None, f"ended before {what}:\n{log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, f"never reached {what}"
             time.sleep(0.02)
     finally:
         if proc.poll() is None:
             proc.send_signal(9)
         proc.wait(timeout=30)
     assert proc.returncode == -9
+
+
+def kill_at_generation(cmd: list[str], env: dict[str, str], data: Path, generation: int,
+                       log: Path) -> None:
+    """Run ``cmd`` and SIGKILL it once the catalog reached ``generation`` (batches committed)."""
+    kill_when(cmd, env, log, lambda: catalog_generation(data) >= generation,
+              f"catalog generation {generation}")
 
 
 # A real ingest process (real Chroma) that stops right after its first vector upsert, before
@@ -429,20 +437,8 @@ def kill_between_upsert_and_commit(args: list[str], env: dict[str, str], tmp: Pa
     marker.unlink(missing_ok=True)
     env = {**env, "CRASH_PAUSE_MARKER": str(marker), "CRASH_EMBEDDER_NAME": embedder.name,
            "CRASH_EMBEDDER_DIM": str(len(embedder.embed_query("x")))}
-    with open(tmp / "paused.log", "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-c", PAUSED_INGEST, *args], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    try:
-        while not marker.exists():
-            assert proc.poll() is None, (tmp / "paused.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "the paused ingest never paused"
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(9)
-        proc.wait(timeout=30)
-    assert proc.returncode == -9
+    kill_when([sys.executable, "-c", PAUSED_INGEST, *args], env, tmp / "paused.log",
+              marker.exists, "the pause after the first upsert")
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> dict[str, Any]:
