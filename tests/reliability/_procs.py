@@ -67,7 +67,8 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, deadline_s: float = 90) -> Server:
+    def start(self, *, deadline_s: float = 90, ready: str = "/healthz") -> Server:
+        """Start and wait for ``ready`` to answer 200 (``/readyz``: the index is loaded too)."""
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [*COPILOT, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
@@ -75,7 +76,7 @@ class Server:
         deadline = time.monotonic() + deadline_s
         while True:
             try:
-                if http("GET", f"{self.url}/healthz", timeout=2)[0] == 200:
+                if http("GET", f"{self.url}{ready}", timeout=30)[0] == 200:
                     return self
             except (OSError, HTTPException):
                 pass

@@ -20,13 +20,9 @@ import json
 import os
 import random
 import re
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.reliability._procs import Server, copilot_env
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("chat", "search", "webhook", "read", "runbooks")
@@ -129,52 +127,16 @@ def prepare(data_dir: Path, *, embedder: Any = None, database_url: str | None = 
         store.engine.dispose()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int, log_path: Path, *,
-                 database_url: str | None = None, ready_timeout: float = 300) -> subprocess.Popen[bytes]:
-    """`copilot serve` on loopback with the data folder; returns once /readyz says 200."""
-    exe = Path(sys.executable).parent / "copilot"
-    env = {**os.environ, "COPILOT_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1",
-           "ANONYMIZED_TELEMETRY": "False", "COPILOT_LLM_BACKEND": "grounded",
-           "COPILOT_ALLOW_REMOTE_LLM": "false"}
-    env.pop("COPILOT_DATABASE_URL", None)
+def start_server(data_dir: Path, log_path: Path, *, database_url: str | None = None,
+                 ready_timeout: float = 300) -> Server:
+    """`copilot serve` on loopback with the data folder (grounded backend); returns once
+    /readyz says 200."""
+    extra = {"COPILOT_LLM_BACKEND": "grounded"}
     if database_url:
-        env["COPILOT_DATABASE_URL"] = database_url
-    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process, in stop_server
-    proc = subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=data_dir.parent)
-    proc.log = log  # type: ignore[attr-defined]
-    deadline = time.monotonic() + ready_timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=30) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop_server(proc)
-            tail = log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"copilot serve did not become ready:\n{tail}")
-        time.sleep(0.5)
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-    log = getattr(proc, "log", None)
-    if log is not None:
-        log.close()
+        extra["COPILOT_DATABASE_URL"] = database_url
+    log_path.unlink(missing_ok=True)
+    return Server(copilot_env(data_dir, **extra), log_path).start(
+        deadline_s=ready_timeout, ready="/readyz")
 
 
 # -- memory --------------------------------------------------------------------------------
@@ -635,10 +597,11 @@ def run(*, out: Path, clients: int, seconds: float, warmup: float = 5.0, timeout
     t0 = time.monotonic()
     prep = prepare(data_dir, embedder=embedder, database_url=database_url)
     log(f"prepared {data_dir} in {time.monotonic() - t0:.0f}s")
-    port = free_port()
     t0 = time.monotonic()
     server_log = out / "server.log"
-    proc = start_server(data_dir, port, server_log, database_url=database_url)
+    server = start_server(data_dir, server_log, database_url=database_url)
+    proc, port = server.proc, server.port
+    assert proc is not None
     log(f"server pid {proc.pid} ready on port {port} in {time.monotonic() - t0:.0f}s")
     run_id = f"{int(time.time())}{random.Random().randrange(1000):03d}"
     keys = prep["keys"]
@@ -652,7 +615,7 @@ def run(*, out: Path, clients: int, seconds: float, warmup: float = 5.0, timeout
                                                seed=seed, weights=weights, log=log))
         alive = proc.poll() is None
     finally:
-        stop_server(proc)
+        server.stop()
     db_url = database_url or f"sqlite:///file:{data_dir / 'incidents.sqlite3'}?mode=ro&uri=true"
     if db_url.startswith("postgresql://"):
         db_url = "postgresql+psycopg://" + db_url.removeprefix("postgresql://")
