@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     llm_context_window: int = Field(
         default=2048, ge=512, description="The model's window in tokens; prompts are packed "
         "to fit it with room for the answer.")
+    llm_ranks: bool | None = Field(
+        default=None, description="Whether the model re-ranks the rules' candidates in the "
+        "ranking tasks (runbooks). Unset: yes for the openai backend, no for the local "
+        "SmolLM2-135M, which ranked no better than the rules at about 45 s per alert "
+        "(docs/evals.md); its ranking tasks then answer from the rules at once.")
     llm_max_tokens: int = Field(default=384, ge=16, le=8192, description="Answer tokens.")
     local_model_path: Path | None = Field(
         default=None, description="A GGUF file for the local backend; unset: the model shipped "

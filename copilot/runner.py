@@ -97,26 +97,27 @@ class Copilot:
         retrieval_ms = (time.perf_counter() - started) * 1000
         prompt = load_prompt(task.name)
         system = load_prompt("system").render()
-        if self.llm is None:
+        llm = self.model_for(task)
+        if llm is None:
             packed = pack(items, budget=GROUNDED_BUDGET)
         else:
             skeleton = prompt.render(items=[], left_out=0, **task.prompt_vars(snap, []))
             history = sum(count_tokens(t) + 8 for _, t in task.history())
-            spare = self.llm.context_window * TOKENIZER_MARGIN - task.max_tokens
+            spare = llm.context_window * TOKENIZER_MARGIN - task.max_tokens
             budget = int(spare - count_tokens(system) - count_tokens(skeleton) - history - 32)
             packed = pack(items, budget=max(budget, 0))
         while True:
             refs, messages = self._messages(task, snap, prompt, system, packed)
-            if self.llm is None or not packed.items:
+            if llm is None or not packed.items:
                 break
             used = sum(count_tokens(m.content) + 4 for m in messages)
-            if used + task.max_tokens <= self.llm.context_window * TOKENIZER_MARGIN:
+            if used + task.max_tokens <= llm.context_window * TOKENIZER_MARGIN:
                 break
             # Parts that grow with the items (a task's candidate list) did not fit: drop the
             # lowest-priority item and render again.
             packed.left_out.insert(0, packed.items.pop())
         redactor = None
-        if self.llm is not None and self.llm.external:
+        if llm is not None and llm.external:
             redactor = self.redactor()
             messages = [Message(m.role, redactor.redact(m.content)) for m in messages]
         return Prepared(snap, items, packed, refs, messages, redactor,
@@ -135,12 +136,19 @@ class Copilot:
         messages.append(Message("user", user))
         return refs, messages
 
+    def model_for(self, task: Task[R]) -> LLM | None:
+        """The model that answers ``task``: none on the grounded backend, and none for a
+        ranking task when the model is not asked to rank (``COPILOT_LLM_RANKS``)."""
+        if self.llm is None or (task.ranking and not self.llm.ranks):
+            return None
+        return self.llm
+
     # -- answering -------------------------------------------------------------------------
 
     def run(self, task: Task[R], snap: IncidentSnapshot) -> R:
         prep = self.prepare(task, snap)
-        if self.llm is None:
-            return self._finish(task, prep, task.grounded(snap, prep.packed.items), 0.0)
+        if self.model_for(task) is None:
+            return self._by_rules(task, prep)
         model_started = time.perf_counter()
         try:
             text = "".join(self._guarded(prep, task.max_tokens))
@@ -156,8 +164,8 @@ class Copilot:
         (the model failed midway or its answer did not validate) ``final.replace`` is True."""
         prep = self.prepare(task, snap)
         parts: list[str] = []
-        if self.llm is None:
-            result = self._finish(task, prep, task.grounded(snap, prep.packed.items), 0.0)
+        if self.model_for(task) is None:
+            result = self._by_rules(task, prep)
         else:
             model_started = time.perf_counter()
             try:
@@ -175,6 +183,13 @@ class Copilot:
             yield {"type": "final", "result": result, "replace": False}
             return
         yield {"type": "final", "result": result, "replace": result.degraded}
+
+    def _by_rules(self, task: Task[R], prep: Prepared) -> R:
+        result = self._finish(task, prep, task.grounded(prep.snap, prep.packed.items), 0.0)
+        if self.llm is not None and not prep.index_down:  # a ranking task, by the policy
+            result.reason = (f"ranked by the rules: {self.llm.name} is not asked to rank "
+                             f"(COPILOT_LLM_RANKS)")
+        return result
 
     def _show(self, prep: Prepared, piece: str) -> str:
         return prep.redactor.restore(piece) if prep.redactor else piece

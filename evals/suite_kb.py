@@ -87,10 +87,12 @@ class RunbookSuite(Suite):
               progress: Callable[[str], None]) -> RunbookContext:
         retriever, report = build_kb(settings, kb, "runbook", progress)
         docs = retriever.index.catalog.documents(with_chunks=False)
-        return RunbookContext(copilot_for(settings, backend, retriever),
-                              {d: r.source for d, r in docs.items()},
-                              notes=[f"{report.documents} runbooks indexed, "
-                                     f"{len(report.errors)} files skipped"])
+        copilot = copilot_for(settings, backend, retriever)
+        notes = [f"{report.documents} runbooks indexed, {len(report.errors)} files skipped"]
+        if copilot.llm is not None and not copilot.llm.ranks:
+            notes.append(f"{copilot.llm.name} is not asked to rank (COPILOT_LLM_RANKS=true "
+                         "asks it): these figures are the rules' ranking, as on grounded")
+        return RunbookContext(copilot, {d: r.source for d, r in docs.items()}, notes=notes)
 
     def run_case(self, ctx: RunbookContext, case: Any) -> CaseResult:
         from copilot.tasks.runbooks import recommend_for_alert

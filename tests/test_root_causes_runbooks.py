@@ -286,3 +286,47 @@ def test_model_choosing_no_candidate_falls_back(demo_copilot, snap) -> None:
     assert result.degraded and "validate" in (result.reason or "")
     assert result.recommendations[0].reason.startswith("declares alert")
 
+
+
+def test_a_model_not_asked_to_rank_leaves_runbooks_to_the_rules(demo_copilot, snap) -> None:
+    """COPILOT_LLM_RANKS off (the local default): the runbook task answers from the rules
+    without calling the model, says so, and is not degraded; tasks that write text still
+    ask the model."""
+    from copilot.tasks.summary import Summary
+
+    grounded = demo_copilot.run(Runbooks(), snap)
+    echo = EchoLLM("S1: anything")
+    echo.ranks = False
+    demo_copilot.llm = echo
+    result = demo_copilot.run(Runbooks(), snap)
+    assert echo.calls == []
+    assert result.backend == "grounded" and not result.degraded
+    assert "not asked to rank" in (result.reason or "") and "COPILOT_LLM_RANKS" in result.reason
+    assert [r.doc_id for r in result.recommendations] == \
+        [r.doc_id for r in grounded.recommendations]
+    streamed = list(demo_copilot.stream(Runbooks(), snap))
+    assert echo.calls == [] and streamed[-1]["result"].recommendations[0].doc_id == \
+        grounded.recommendations[0].doc_id
+    demo_copilot.run(Summary(), snap)
+    assert len(echo.calls) == 1  # a text task still asks the model
+
+
+def test_who_ranks_follows_the_backend_and_the_setting(monkeypatch) -> None:
+    from copilot.config import Settings
+    from copilot.llm import factory
+
+    class Fake:
+        def __init__(self, path, *, n_ctx, ranks):
+            self.ranks = ranks
+
+    monkeypatch.setattr("copilot.llm.local.LocalLLM", Fake)
+    factory._local.cache_clear()
+    try:
+        assert factory.build_llm(Settings(llm_backend="local")).ranks is False
+        assert factory.build_llm(Settings(llm_backend="local", llm_ranks=True)).ranks is True
+    finally:
+        factory._local.cache_clear()
+    url = "http://127.0.0.1:9/v1"
+    assert factory.build_llm(Settings(llm_backend="openai", openai_base_url=url)).ranks is True
+    assert factory.build_llm(Settings(llm_backend="openai", openai_base_url=url,
+                                      llm_ranks=False)).ranks is False

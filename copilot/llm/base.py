@@ -28,6 +28,7 @@ class LLM(ABC):
     name: str = "llm"
     external: bool = False  # True when text leaves the process: it is redacted first
     context_window: int = 2048
+    ranks: bool = True  # asked to re-rank candidates in ranking tasks (runbooks)
 
     @abstractmethod
     def stream(self, messages: list[Message], *, max_tokens: int = 512,

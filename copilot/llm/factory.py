@@ -24,7 +24,8 @@ def build_llm(settings: Settings, *, backend: str | None = None) -> LLM | None:
     if choice == "grounded":
         return None
     if choice == "local":
-        return _local(settings.local_model_path, settings.llm_context_window)
+        return _local(settings.local_model_path, settings.llm_context_window,
+                      bool(settings.llm_ranks))
     if choice == "openai":
         from copilot.llm.openai_backend import OpenAICompatibleLLM
 
@@ -35,15 +36,17 @@ def build_llm(settings: Settings, *, backend: str | None = None) -> LLM | None:
         if key is None and not is_loopback(settings.openai_base_url):
             raise ConfigError("the openai backend needs COPILOT_OPENAI_API_KEY for a remote "
                               "endpoint (or COPILOT_OPENAI_BASE_URL of a local server)")
-        return OpenAICompatibleLLM(base_url=settings.openai_base_url, model=settings.openai_model,
-                                   api_key=key, timeout=settings.llm_timeout,
-                                   retries=settings.llm_retries)
+        llm = OpenAICompatibleLLM(base_url=settings.openai_base_url, model=settings.openai_model,
+                                  api_key=key, timeout=settings.llm_timeout,
+                                  retries=settings.llm_retries)
+        llm.ranks = settings.llm_ranks is not False
+        return llm
     raise ConfigError(f"unknown LLM backend {choice!r}; use grounded, local or openai")
 
 
 @lru_cache(maxsize=2)
-def _local(path: Path | None, n_ctx: int) -> LLM:
+def _local(path: Path | None, n_ctx: int, ranks: bool) -> LLM:
     """One loaded model per process: loading costs about a second and 150 MB."""
     from copilot.llm.local import LocalLLM
 
-    return LocalLLM(path, n_ctx=n_ctx)
+    return LocalLLM(path, n_ctx=n_ctx, ranks=ranks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from threading import Lock
@@ -27,7 +28,11 @@ def packaged_model_path() -> Path:
 
 class LocalLLM(LLM):
     def __init__(self, model_path: Path | None = None, *, n_ctx: int = 2048,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, ranks: bool = False) -> None:
+        """``threads`` defaults to every core: llama.cpp's own default is half of them, and
+        reading the prompt (most of a call's time) is compute-bound. ``ranks``: whether the
+        ranking tasks ask this model to re-rank (off: SmolLM2-135M ranked no better than the
+        rules, docs/evals.md)."""
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -36,9 +41,11 @@ class LocalLLM(LLM):
         self.path = model_path or packaged_model_path()
         self.name = f"local:{self.path.stem}"
         self.n_ctx = self.context_window = n_ctx
+        self.ranks = ranks
+        threads = threads or os.cpu_count() or 1
         try:
             self._llama = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads,
-                                verbose=False)
+                                n_threads_batch=threads, verbose=False)
         except Exception as exc:  # llama.cpp raises ValueError/RuntimeError on bad files
             raise ProviderError(f"{self.name}: cannot load model: {exc}") from exc
         self._lock = Lock()  # one llama.cpp context is not re-entrant

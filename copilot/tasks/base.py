@@ -80,6 +80,9 @@ class Task(ABC, Generic[R]):
     # Lines are restatements of their sources (chat, summary): a model's line whose words are
     # not in what it cites is marked unsupported. Off for drafts, whose checks guard them.
     faithful_lines: ClassVar[bool] = False
+    # The model's only part is to re-rank the rules' candidates (runbooks): skipped for a
+    # model that is not asked to rank (``LLM.ranks``), which would add time and no order.
+    ranking: ClassVar[bool] = False
 
     def evidence(self, snap: IncidentSnapshot, retriever: Any) -> list[ContextItem]:
         """The items the task may use: the incident's own, then knowledge-base passages."""

@@ -51,6 +51,7 @@ class Runbooks(Task[RunbookResult]):
     name = "runbooks"
     result_type = RunbookResult
     max_tokens = 256
+    ranking = True
 
     def __init__(self, *, k: int = 5) -> None:
         self.k = k
