@@ -293,7 +293,7 @@ def test_identifiers_match_whole_and_by_parts() -> None:
 def test_reading_a_question() -> None:
     q = read_question("When did LedgerDBConnectionsSaturated start firing?")
     assert q.wants == {WHEN} and "alert" in q.intents
-    assert [s.word for s in q.slots] == ["ledgerdbconnectionssaturated", "start", "firing"]
+    assert [s.word for s in q.slots] == ["ledgerdbconnectionssaturated", "firing"]  # onset
     assert q.slots[0].name and not q.slots[1].name
     assert read_question("Who approved the deploy?").predicate == "approved"
     assert read_question("Who is the commander?").predicate is None
@@ -510,3 +510,52 @@ def test_onset_and_now_questions_prefer_the_earliest_and_latest_record() -> None
     assert first is not None and first.pieces[0].segment.item.id == "timeline:2"
     now = extract_answer("Which worker version is running now?", items)
     assert now is not None and now.pieces[0].segment.item.id == "timeline:4"
+
+
+def test_irregular_past_forms_read_as_their_verb() -> None:
+    assert stem("ran") == stem("running") == stem("runs")
+    assert stem("caught") == stem("catching") and stem("wrote") == stem("writes")
+    assert stem("left") == "left"  # a direction as often as a verb: not mapped
+    items = [ContextItem("timeline:1", "timeline", "2026-01-02 03:20 UTC [note] Kim Park: "
+                         "payments-db-1 is running out of inodes."),
+             ContextItem("timeline:2", "timeline", "2026-01-02 03:22 UTC [note] Lee Chan: "
+                         "the cache warmed up again.")]
+    answer = extract_answer("Which database ran out of inodes?", items)
+    assert answer is not None and answer.pieces[0].segment.item.id == "timeline:1"
+
+
+def test_asking_words_are_not_required_in_the_answer() -> None:
+    """"When did X start?" is answered by X's earliest record, which need not say "start";
+    "what is X running with?" by what X uses; "what are users reporting?" by what they see."""
+    onset = read_question("When did the queue start backing up?")
+    assert [s.word for s in onset.slots] == ["queue", "backing"]
+    assert "start" in [s.word for s in read_question("Who restarted the start job?").slots]
+    items = [ContextItem("alert:1", "alert", "QueueBacklog (firing, service mailer) since "
+                         "2026-01-02 03:10 UTC. The mailer queue is backing up: 40,000 queued."),
+             ContextItem("timeline:2", "timeline", "2026-01-02 03:25 UTC [note] Kim Park: "
+                         "queue still backing up, 52,000 queued.")]
+    first = extract_answer("When did the mailer queue start backing up?", items)
+    assert first is not None and first.pieces[0].segment.item.id == "alert:1"
+    config = [ContextItem("change:1", "change", "Config of search-api: thread pool raised to "
+                          "64 threads, timeout 2 s."),
+              ContextItem("timeline:1", "timeline", "2026-01-02 03:25 UTC [note] Kim Park: "
+                          "search-api pods restarted twice.")]
+    pool = extract_answer("How many threads is search-api running with?", config)
+    assert pool is not None and pool.pieces[0].segment.item.id == "change:1"
+    errors = [ContextItem("pattern:1", "log_pattern", "ERROR pattern, 40 lines: gateway "
+                          "handshake errors from browsers: peer sent UNKNOWN_CA")]
+    seen = extract_answer("What are browsers reporting in the gateway handshake errors?", errors)
+    assert seen is not None and "UNKNOWN_CA" in seen.pieces[0].segment.text
+
+
+def test_a_limit_is_a_maximum_and_an_expectation_an_estimate() -> None:
+    items = [ContextItem("alert:1", "alert", "QueueDepth: orders-queue holds 9,800 of "
+                         "max_depth 10,000."),
+             ContextItem("timeline:1", "timeline", "2026-01-02 03:25 UTC [note] Kim Park: "
+                         "ETA for the reindex is 04:10 UTC."),
+             ContextItem("timeline:2", "timeline", "2026-01-02 03:27 UTC [note] Lee Chan: "
+                         "orders-queue consumers restarted.")]
+    limit = extract_answer("What is the orders-queue depth limit?", items)
+    assert limit is not None and limit.pieces[0].segment.item.id == "alert:1"
+    when = extract_answer("When do we expect the reindex to finish?", items)
+    assert when is not None and when.pieces[0].segment.item.id == "timeline:1"

@@ -37,7 +37,8 @@ incident whose yet ever also let lets per via""")
 
 # Words a question uses to ask rather than to say what it is about: they are not required in
 # the answer. Some of them name the kind of answer wanted (see _WANTS).
-LIGHT = _words("""say says said mention mentioned mentions see seen look looks looking find
+LIGHT = _words("""say says said mention mentioned mentions report reports reporting see seen
+running look looks looking find
 found show shows showed shown like exactly kind type sort thing things way ways outage problem
 issue issues cause caused causing reason reasons happen happens occur occurred someone anyone
 somebody person people responder responders engineer engineers command commands query queries
@@ -58,6 +59,8 @@ SYNONYMS = {
     "resolve": ("resolution",), "solve": ("solution",), "decide": ("decision",),
     "fail": ("failure",), "explain": ("explanation",), "describe": ("description",),
     "conclude": ("conclusion",), "maintain": ("maintenance",),
+    # a limit is written as the maximum ("max_connections"); an expectation as an estimate
+    "limit": ("max", "maximum"), "expect": ("estimate", "eta"),
 }
 
 _SYNONYMS: dict[str, set[str]] = {}  # filled below, by stem
@@ -73,11 +76,33 @@ _SEPARATORS = re.compile(r"[-_.:/@]+")
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 
+# Irregular past forms, read as their verb ("which node ran out of disk?" matches "running out
+# of disk"). Forms that are also common nouns or adjectives (left, saw, found, lit) are left out.
+IRREGULAR = {past: verb for verb, pasts in {
+    "begin": "began begun", "break": "broke broken", "bring": "brought", "build": "built",
+    "buy": "bought", "catch": "caught", "choose": "chose chosen", "draw": "drew drawn",
+    "drive": "drove driven", "eat": "ate eaten", "fall": "fell fallen", "feel": "felt",
+    "fight": "fought", "fly": "flew flown", "forget": "forgot forgotten", "freeze": "froze frozen",
+    "give": "gave given", "go": "went gone", "grow": "grew grown", "hang": "hung",
+    "hear": "heard", "hide": "hid hidden", "hold": "held", "keep": "kept", "know": "knew known",
+    "lead": "led", "lose": "lost", "mean": "meant", "meet": "met", "overwrite": "overwrote",
+    "pay": "paid", "rerun": "reran", "rewrite": "rewrote rewritten", "ring": "rang rung",
+    "rise": "rose risen", "run": "ran", "send": "sent", "shoot": "shot", "shrink": "shrank",
+    "sink": "sank sunk", "sleep": "slept", "slide": "slid", "speak": "spoke spoken",
+    "spend": "spent", "spin": "spun", "stick": "stuck", "strike": "struck", "swing": "swung",
+    "take": "took taken", "teach": "taught", "tear": "tore torn", "tell": "told",
+    "think": "thought", "throw": "threw thrown", "undo": "undid undone", "wake": "woke woken",
+    "win": "won", "withdraw": "withdrew withdrawn", "write": "wrote written",
+}.items() for past in pasts.split()}
+
+
 def stem(word: str) -> str:
     """Light stemming, the same for the question and the evidence: plurals, -ing, -ed, a
     doubled final consonant and a final e go (``ruling``, ``ruled``, ``rule`` → ``rul``;
-    ``nodes`` → ``nod``; ``stopped`` → ``stop``). Words with digits are identifiers, left
-    alone; at least three letters stay."""
+    ``nodes`` → ``nod``; ``stopped`` → ``stop``); an irregular past form becomes its verb
+    (``ran`` → ``run``). Words with digits are identifiers, left alone; at least three letters
+    stay."""
+    word = IRREGULAR.get(word, word)
     if re.fullmatch(r"\d+[a-z]*\d*[a-z]*s", word) and len(word) > 3:
         return word[:-1]  # "503s", "5xxs", "429s": plurals of codes
     if any(c.isdigit() for c in word) or not word.isalpha():
@@ -259,11 +284,15 @@ def read_question(text: str) -> Question:
     low = text.lower().strip()
     wants = {kind for kind, rx in _WANTS if rx.search(low)}
     intents = {kind for kind, rx in _INTENT.items() if rx.search(low)}
+    # "when did X start?" asks for X's earliest record (see _by_time): the onset word is the
+    # question's own, like "when", and the record need not say it
+    asking = _ONSET_WORDS if WHEN in wants and _ONSET.search(low) else frozenset()
     slots: list[Slot] = []
     seen: set[str] = set()
     for n, token in enumerate(tokens(text)):
         word = token.lower()
-        if word in STOP or word in LIGHT or len(word) < 2 and not word.isdigit():
+        if (word in STOP or word in LIGHT or word in asking
+                or len(word) < 2 and not word.isdigit()):
             continue
         key = stem(word)
         if key in seen:
@@ -660,6 +689,7 @@ _NAMED_KINDS = {
 # "When did X start?" asks for the onset: of the pieces that answer about as well, the earliest
 # record; "which version is running now?" asks for the latest one.
 _ONSET = re.compile(r"\b(start|started|starts|begin|began|first|onset)\b")
+_ONSET_WORDS = _words("start started starts begin began first onset")
 _LATEST = re.compile(r"\b(now|currently|current|latest|at the moment|still)\b")
 _STAMP = re.compile(r"\b(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2})")
 
