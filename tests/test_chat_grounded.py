@@ -22,6 +22,7 @@ from copilot.tasks.answer import (
     WHO,
     about_future,
     compatible,
+    expand,
     extract_answer,
     forms,
     read_question,
@@ -559,3 +560,40 @@ def test_a_limit_is_a_maximum_and_an_expectation_an_estimate() -> None:
     assert limit is not None and limit.pieces[0].segment.item.id == "alert:1"
     when = extract_answer("When do we expect the reindex to finish?", items)
     assert when is not None and when.pieces[0].segment.item.id == "timeline:1"
+
+
+def test_contractions_compounds_and_log_questions() -> None:
+    assert [s.word for s in read_question("What's the command we're using to undo it?").slots] \
+        == ["undo"]  # no stray "re" ("command" names the kind of answer)
+    assert "can't" not in expand("we can't restart") and "cannot" in expand("we can't restart")
+    assert {"roll", "back"} <= set(forms("rollback"))
+    items = [ContextItem("timeline:1", "timeline", "2026-01-02 03:30 UTC [note] Kim Park: "
+                         "Rollback of search-api to 4.1.0 done with argocd app rollback "
+                         "search-api 12."),
+             ContextItem("change:1", "change", "Deploy of search-api 4.2.0: new ranking.")]
+    back = extract_answer("Which version did we roll search-api back to?", items)
+    assert back is not None and back.pieces[0].segment.item.id == "timeline:1"
+    logs = [ContextItem("timeline:1", "timeline", "2026-01-02 03:30 UTC [note] Kim Park: "
+                        "mailer pods fail to send email, two pods affected."),
+            ContextItem("pattern:1", "log_pattern", "ERROR pattern, 30 lines: mailer send "
+                        "failed for email: disk quota exceeded")]
+    said = extract_answer("What error are the mailer pods logging when email sends fail?", logs)
+    assert said is not None and said.pieces[0].segment.item.id == "pattern:1"
+
+
+def test_the_future_is_answered_by_a_plan_and_done_by_a_record_of_it() -> None:
+    """"When will X?" needs a stated estimate with its own time (a note's stamp is when it was
+    written); "has X been merged yet?" is not answered by X as a plan."""
+    items = [ContextItem("timeline:1", "timeline", "01:05 UTC, Kim Park: Estimated catch-up "
+                         "of the export backlog around 02:40 UTC."),
+             ContextItem("timeline:2", "timeline", "01:10 UTC, Lee Chan: Next: Kim adds an "
+                         "alert on the export backlog age."),
+             ContextItem("timeline:3", "timeline", "01:20 UTC, Lee Chan: export backlog "
+                         "shrinking, 40,000 left.")]
+    eta = extract_answer("When will the export backlog catch up?", items, future=True)
+    assert eta is not None and eta.pieces[0].segment.item.id == "timeline:1"
+    assert extract_answer("When will Kim add the export backlog alert?", items,
+                          future=True) is None  # planned, but no time stated
+    assert extract_answer("Has the export backlog alert been added yet?", items) is None
+    assert _grounded("When will the export backlog catch up?", _small_incident()) \
+        .answered is False  # another incident's records: nothing planned there

@@ -60,7 +60,9 @@ SYNONYMS = {
     "fail": ("failure",), "explain": ("explanation",), "describe": ("description",),
     "conclude": ("conclusion",), "maintain": ("maintenance",),
     # a limit is written as the maximum ("max_connections"); an expectation as an estimate
-    "limit": ("max", "maximum"), "expect": ("estimate", "eta"),
+    "limit": ("max", "maximum"), "expect": ("estimate", "eta"), "eta": ("estimate",),
+    # undoing a change is written as its revert or rollback
+    "undo": ("revert", "rollback"), "revert": ("rollback",),
 }
 
 _SYNONYMS: dict[str, set[str]] = {}  # filled below, by stem
@@ -94,6 +96,13 @@ IRREGULAR = {past: verb for verb, pasts in {
     "think": "thought", "throw": "threw thrown", "undo": "undid undone", "wake": "woke woken",
     "win": "won", "withdraw": "withdrew withdrawn", "write": "wrote written",
 }.items() for past in pasts.split()}
+
+
+# Operations words written as one word that questions split ("roll it back", "fail over").
+COMPOUNDS = {w: tuple(parts.split()) for w, parts in {
+    "rollback": "roll back", "rollbacks": "roll back", "rollout": "roll", "rollouts": "roll",
+    "failover": "fail", "shutdown": "shut", "cleanup": "clean", "backup": "back",
+    "startup": "start", "cutover": "cut", "hotfix": "fix"}.items()}
 
 
 def stem(word: str) -> str:
@@ -135,6 +144,8 @@ def forms(token: str) -> list[str]:
     ``orders``, ``db``, ``saturat``)."""
     low = token.lower()
     out = [stem(low)]
+    if low in COMPOUNDS:  # "rollback" says "roll ... back"
+        out += [stem(p) for p in COMPOUNDS[low]]
     if _SEPARATORS.search(low) and re.search(r"[a-z]", low):
         parts = [p for p in _SEPARATORS.split(low) if p]
         if "-" in low or "_" in low:
@@ -193,7 +204,7 @@ WHO, WHEN, NUMBER, CODE, VERSION = "who", "when", "number", "code", "version"
 _WANTS = [
     (WHO, re.compile(r"^\W*(who|whom|whose)\b|\bwhich (person|people|engineer|responder)\b")),
     # "when did/was X": a time; "when should we X" asks for a condition, not a time
-    (WHEN, re.compile(r"^\W*when\s+(did|was|were|is|are|has|have|had)\b|\bwhat time\b|"
+    (WHEN, re.compile(r"^\W*when\s+(did|was|were|is|are|has|have|had|will)\b|\bwhat time\b|"
                       r"\bhow long ago\b")),
     (NUMBER, re.compile(r"\bhow (many|much|long|big|large|high|low|often|fast|slow)\b|"
                         r"\bwhat (percentage|percent|ratio|number|count|rate|share|size|limit)\b|"
@@ -207,7 +218,8 @@ _WANTS = [
 _INTENT = {
     "change": re.compile(r"\b(deploy\w*|releas\w*|rollouts?|chang\w*|config\w*|flags?|"
                          r"merged?|pushe?d?|versions?)\b"),
-    "log_pattern": re.compile(r"\b(logs?|logged|log lines?|messages?|exceptions?|stack ?traces?)\b"
+    "log_pattern": re.compile(r"\b(logs?|logged|logging|log lines?|messages?|exceptions?|"
+                              r"stack ?traces?)\b"
                               r"(?! (in|out|off|on)\b)"),
     "alert": re.compile(r"\b(alerts?|firing|fired|fire|threshold|annotations?|labels?)\b"),
     "runbook": re.compile(r"\b(runbooks?|how (do|can|should) (i|we)|what should (i|we)|"
@@ -274,9 +286,25 @@ class Question:
 _CONTRACTION = re.compile(r"\b(who|what|where|when|which|how|that|there|it)['’]s\b", re.IGNORECASE)
 
 
+_CONTRACTIONS = [
+    (re.compile(r"\b(can)['’]t\b", re.IGNORECASE), r"\1not"),
+    (re.compile(r"\bwon['’]t\b", re.IGNORECASE), "will not"),
+    (re.compile(r"\b(\w+)n['’]t\b", re.IGNORECASE), r"\1 not"),
+    (re.compile(r"\b(\w+)['’]re\b", re.IGNORECASE), r"\1 are"),
+    (re.compile(r"\b(\w+)['’]ve\b", re.IGNORECASE), r"\1 have"),
+    (re.compile(r"\b(\w+)['’]ll\b", re.IGNORECASE), r"\1 will"),
+    (re.compile(r"\b(i|you|we|they|he|she|it)['’]d\b", re.IGNORECASE), r"\1 would"),
+    (re.compile(r"\b(i)['’]m\b", re.IGNORECASE), r"\1 am"),
+]
+
+
 def expand(text: str) -> str:
-    """"Who's running it?" reads as "who is running it?" (the rules match the long form)."""
-    return _CONTRACTION.sub(lambda m: f"{m.group(1)} is", text)
+    """"Who's running it?" reads as "who is running it?", "we're" as "we are", "don't" as "do
+    not" (the rules match the long form; a clipped "re" or "ve" is not a word to look for)."""
+    text = _CONTRACTION.sub(lambda m: f"{m.group(1)} is", text)
+    for rx, long in _CONTRACTIONS:
+        text = rx.sub(long, text)
+    return text
 
 
 def read_question(text: str) -> Question:
@@ -661,7 +689,16 @@ _PAST = re.compile(r"\b(did|was|were|had)\b")
 # A question about the future (a plan, a prediction) is not in records of what happened;
 # "what happens if ..." and "what will happen when ..." ask for a runbook's conditions.
 _FUTURE = re.compile(r"\b(will|going to|gonna|plan(s|ned)? to|next (week|month|quarter|year|"
-                     r"sprint|release)|tomorrow|eta)\b")
+                     r"sprint|release)|tomorrow|eta|scheduled)\b")
+# What the records can say of the future: a stated plan or estimate.
+_PLANNED = re.compile(r"\b(estimat\w*|expect\w*|eta|plan(s|ned)?|scheduled|targets?|will|"
+                      r"going to|next)\b", re.IGNORECASE)
+# "Has X been merged yet?" asks whether X was done: a record of X as a plan is not an answer.
+_DONE_YET = re.compile(r"^\W*(has|have|had)\b.*\b(been|\w+ed|done|made)\b|\byet\b")
+_PLAN_ONLY = re.compile(r"\b(next( steps?)?:|follow[- ]?ups?:|(will|plans? to|planned|going to|"
+                        r"to do|todo|should)\b)", re.IGNORECASE)
+# A note's own time ("14:10 UTC, Kim Park: ...") is when it was written, not a time it states.
+_OWN_STAMP = re.compile(r"^\s*(\d{4}-\d{2}-\d{2} )?\d{1,2}:\d{2}( UTC)?,? [^:]{0,60}:\s*")
 _CONDITION = re.compile(r"\b(if|once|unless|whenever)\b|\S.*\bwhen\b")
 
 # Words for a quantity: "what is the error rate?" is answered by "the confirm route is at 21.3%".
@@ -684,7 +721,8 @@ _WHO_WORDS = re.compile(r"\b(team|on-?call|owner|owns|lead|engineer|dbre|sre|ass
 _NAMED_KINDS = {
     ("runbook",): re.compile(r"\b(runbooks?|playbooks?)\b"),
     ("postmortem",): re.compile(r"\b(post-?mortems?|past incidents?|previous incidents?)\b"),
-    ("log_pattern", "log"): re.compile(r"\b(in|from) the logs?\b|\blog (lines?|messages?)\b"),
+    ("log_pattern", "log"): re.compile(r"\b(in|from) the logs?\b|\blog (lines?|messages?)\b|"
+                                       r"\b(logging|logged)\b(?! (in|out|off|on)\b)"),
 }
 # "When did X start?" asks for the onset: of the pieces that answer about as well, the earliest
 # record; "which version is running now?" asks for the latest one.
@@ -702,6 +740,12 @@ def _stamp(item: ContextItem) -> str | None:
 def named_kinds(question: str) -> set[str]:
     low = question.lower()
     return {k for kinds, rx in _NAMED_KINDS.items() if rx.search(low) for k in kinds}
+
+
+def _planned(seg: Segment, question: Question) -> bool:
+    text = _OWN_STAMP.sub("", seg.text, count=1)
+    return bool(_PLANNED.search(text)) and (WHEN not in question.wants
+                                            or bool(_TIME.search(text)))
 
 
 def about_future(question: str) -> bool:
@@ -777,8 +821,10 @@ def unknown_name(question: Question) -> Slot | None:
 
 
 def extract_answer(question_text: str, items: list[ContextItem], *,
-                   people: Iterable[str] = ()) -> Answer | None:
-    """The pieces of evidence that answer the question, best first; None when none does."""
+                   people: Iterable[str] = (), future: bool = False) -> Answer | None:
+    """The pieces of evidence that answer the question, best first; None when none does.
+    ``future``: a question about what will happen, answered only by a stated plan or
+    estimate (and for "when", by a time the piece states, not the time it was written)."""
     question = read_question(question_text)
     if not question.slots:
         return None
@@ -801,6 +847,7 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     no_past = "postmortem" not in question.intents and bool(_PRESENT.search(question.low))
     past = bool(_PAST.search(question.low))
     kinds = named_kinds(question.low)
+    done_yet = not future and bool(_DONE_YET.search(question.low))
     total = sum(s.weight for s in question.slots)
     people = list(people)
     scored: list[Scored] = []
@@ -819,6 +866,10 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
         if (only_own and seg.item.kind not in OWN_KINDS
                 or no_past and seg.item.kind == "postmortem"
                 or kinds and seg.item.kind not in kinds):
+            continue
+        if future and not _planned(seg, question):
+            continue
+        if done_yet and _PLAN_ONLY.search(seg.text):
             continue
         heard = seg.say | seg.context
         if verb is not None and question.slots[verb].match(heard) < 1.0:

@@ -97,9 +97,11 @@ class Chat(Task[ChatResult]):
 
     def grounded(self, snap: IncidentSnapshot, items: list[ContextItem]) -> ChatResult:
         query = self._query()
-        if not items or about_future(self.question):
+        if not items:
             return ChatResult(question=self.question, answer=REFUSAL, answered=False)
-        direct = _direct_answer(query.lower(), snap, {i.id for i in items})
+        # the records know the future only as a stated plan or estimate (extract_answer)
+        future = about_future(self.question)
+        direct = None if future else _direct_answer(query.lower(), snap, {i.id for i in items})
         if direct is not None:
             if not direct:  # a question about a record the incident has none of
                 return ChatResult(question=self.question, answer=REFUSAL, answered=False)
@@ -107,7 +109,7 @@ class Chat(Task[ChatResult]):
         if not terms(query):
             return ChatResult(question=self.question, answer=REFUSAL, answered=False)
         people = snap.people | {e.actor for e in snap.timeline}
-        found = extract_answer(query, items, people=people)
+        found = extract_answer(query, items, people=people, future=future)
         if found is None:
             return ChatResult(question=self.question, answer=REFUSAL, answered=False)
         return ChatResult(question=self.question, lines=[
