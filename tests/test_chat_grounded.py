@@ -597,3 +597,14 @@ def test_the_future_is_answered_by_a_plan_and_done_by_a_record_of_it() -> None:
     assert extract_answer("Has the export backlog alert been added yet?", items) is None
     assert _grounded("When will the export backlog catch up?", _small_incident()) \
         .answered is False  # another incident's records: nothing planned there
+
+
+def test_hurried_spelling_and_the_words_that_name_the_answer() -> None:
+    assert expand("whats the ETA") == "what is the ETA"
+    assert [s.word for s in read_question("What are the pods themselves logging?").slots] \
+        == ["pods", "logging"]
+    build = read_question("Which build of search-api are the pods running?")
+    assert build.wants == {VERSION} and [s.word for s in build.slots] == ["search-api", "pods"]
+    # a symptom word is not a name the record must say: the paging alert answers
+    assert _grounded("Who got paged for the 5xx?", _small_incident()).lines[0].citations == [
+        "alert:1"]

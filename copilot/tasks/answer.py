@@ -33,7 +33,8 @@ more most my no nor not now of off on once only or other our out over own same s
 some such than that the their them then there these they this those through to too under until
 up very was we were what when where which while who whom why will with would you your yours
 tell know please give show list us happened happening going get got think right currently
-incident whose yet ever also let lets per via""")
+incident whose yet ever also let lets per via myself yourself himself herself ourselves
+themselves""")
 
 # Words a question uses to ask rather than to say what it is about: they are not required in
 # the answer. Some of them name the kind of answer wanted (see _WANTS).
@@ -211,7 +212,8 @@ _WANTS = [
                         r"\bnumber of\b")),
     (CODE, re.compile(r"\b(which|what) (\w+ )?(command|commands|query|queries|promql|sql)\b|"
                       r"\b(command|query) (do|should|can|to)\b")),
-    (VERSION, re.compile(r"\b(which|what)( [\w-]+)? version\b|\bversion of\b")),
+    (VERSION, re.compile(r"\b(which|what)( [\w-]+)? (version|build|release|revision)\b|"
+                         r"\b(version|build) of\b")),
 ]
 
 # Words that say which kind of evidence a question is after.
@@ -295,6 +297,8 @@ _CONTRACTIONS = [
     (re.compile(r"\b(\w+)['’]ll\b", re.IGNORECASE), r"\1 will"),
     (re.compile(r"\b(i|you|we|they|he|she|it)['’]d\b", re.IGNORECASE), r"\1 would"),
     (re.compile(r"\b(i)['’]m\b", re.IGNORECASE), r"\1 am"),
+    # typed in a hurry, without the apostrophe
+    (re.compile(r"\b(what|who|where|how)s\b", re.IGNORECASE), r"\1 is"),
 ]
 
 
@@ -315,6 +319,8 @@ def read_question(text: str) -> Question:
     # "when did X start?" asks for X's earliest record (see _by_time): the onset word is the
     # question's own, like "when", and the record need not say it
     asking = _ONSET_WORDS if WHEN in wants and _ONSET.search(low) else frozenset()
+    if VERSION in wants:  # "which build is running?": the word names the kind of answer
+        asking |= _VERSION_WORDS
     slots: list[Slot] = []
     seen: set[str] = set()
     for n, token in enumerate(tokens(text)):
@@ -721,13 +727,14 @@ _WHO_WORDS = re.compile(r"\b(team|on-?call|owner|owns|lead|engineer|dbre|sre|ass
 _NAMED_KINDS = {
     ("runbook",): re.compile(r"\b(runbooks?|playbooks?)\b"),
     ("postmortem",): re.compile(r"\b(post-?mortems?|past incidents?|previous incidents?)\b"),
-    ("log_pattern", "log"): re.compile(r"\b(in|from) the logs?\b|\blog (lines?|messages?)\b|"
+    ("log_pattern", "log"): re.compile(r"\b(in|from) the ([\w-]+ )?logs?\b|\blog (lines?|messages?)\b|"
                                        r"\b(logging|logged)\b(?! (in|out|off|on)\b)"),
 }
 # "When did X start?" asks for the onset: of the pieces that answer about as well, the earliest
 # record; "which version is running now?" asks for the latest one.
 _ONSET = re.compile(r"\b(start|started|starts|begin|began|first|onset)\b")
 _ONSET_WORDS = _words("start started starts begin began first onset")
+_VERSION_WORDS = _words("version versions build builds release releases revision revisions")
 _LATEST = re.compile(r"\b(now|currently|current|latest|at the moment|still)\b")
 _STAMP = re.compile(r"\b(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2})")
 

@@ -178,7 +178,9 @@ _GENERAL = ("before after first alert alerts alerting error errors fail failure 
             "failing start started starting begin began shortly just today recent recently last "
             "hour hours minute minutes new any there around time problem problems outage "
             "symptom symptoms trouble thing things main top biggest most common frequent "
-            "see seeing say contain lead leading up so far affected service services")
+            "see seeing say contain lead leading up so far affected service services "
+            "5xx 5xxs 500s 4xx 4xxs timeout timeouts latency slow slowness down downtime "
+            "degraded degradation")
 _CHANGE_WORDS = ("change changed changes deploy deployed deploys deployment deployments release "
                  "released releases rollout rollouts roll rolled config configuration flag flags "
                  "push pushed shipped")
