@@ -605,6 +605,8 @@ def test_hurried_spelling_and_the_words_that_name_the_answer() -> None:
         == ["pods", "logging"]
     build = read_question("Which build of search-api are the pods running?")
     assert build.wants == {VERSION} and [s.word for s in build.slots] == ["search-api", "pods"]
+    # a revision id ("r1341") is not a dotted version: no version is demanded of the answer
+    assert read_question("Which config revision did we revert to?").wants == set()
     # a symptom word is not a name the record must say: the paging alert answers
     assert _grounded("Who got paged for the 5xx?", _small_incident()).lines[0].citations == [
         "alert:1"]

@@ -212,7 +212,7 @@ _WANTS = [
                         r"\bnumber of\b")),
     (CODE, re.compile(r"\b(which|what) (\w+ )?(command|commands|query|queries|promql|sql)\b|"
                       r"\b(command|query) (do|should|can|to)\b")),
-    (VERSION, re.compile(r"\b(which|what)( [\w-]+)? (version|build|release|revision)\b|"
+    (VERSION, re.compile(r"\b(which|what)( [\w-]+)? (version|build|release)\b|"
                          r"\b(version|build) of\b")),
 ]
 
@@ -734,7 +734,7 @@ _NAMED_KINDS = {
 # record; "which version is running now?" asks for the latest one.
 _ONSET = re.compile(r"\b(start|started|starts|begin|began|first|onset)\b")
 _ONSET_WORDS = _words("start started starts begin began first onset")
-_VERSION_WORDS = _words("version versions build builds release releases revision revisions")
+_VERSION_WORDS = _words("version versions build builds release releases")
 _LATEST = re.compile(r"\b(now|currently|current|latest|at the moment|still)\b")
 _STAMP = re.compile(r"\b(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2})")
 
