@@ -319,10 +319,11 @@ def main() -> int:
         if not all(kinds.values()):
             bad(f"status_updates {slug}", f"planted kinds present: {kinds}")
 
-    # chat
+    # chat, and the held-out chat sets (the same checks, any size)
     chat = read_jsonl("chat.jsonl")
     spec = {"id": str, "incident": str, "question": str, "answerable": bool, "support": list}
-    for row in chat:
+    held_out = [read_jsonl(p.name) for p in sorted(DATA.glob("chat_holdout*.jsonl"))]
+    for row in chat + [r for rows in held_out for r in rows]:
         if not check_fields("chat", row, spec):
             continue
         slug = row["incident"]
