@@ -513,6 +513,12 @@ def test_onset_and_now_questions_prefer_the_earliest_and_latest_record() -> None
     assert now is not None and now.pieces[0].segment.item.id == "timeline:4"
 
 
+def _top(question: str, items: list[ContextItem], **kwargs: object) -> str | None:
+    """The item the answer's first piece comes from, or None for no answer."""
+    answer = extract_answer(question, items, **kwargs)  # type: ignore[arg-type]
+    return answer.pieces[0].segment.item.id if answer else None
+
+
 def test_irregular_past_forms_read_as_their_verb() -> None:
     assert stem("ran") == stem("running") == stem("runs")
     assert stem("caught") == stem("catching") and stem("wrote") == stem("writes")
@@ -521,8 +527,7 @@ def test_irregular_past_forms_read_as_their_verb() -> None:
                          "payments-db-1 is running out of inodes."),
              ContextItem("timeline:2", "timeline", "2026-01-02 03:22 UTC [note] Lee Chan: "
                          "the cache warmed up again.")]
-    answer = extract_answer("Which database ran out of inodes?", items)
-    assert answer is not None and answer.pieces[0].segment.item.id == "timeline:1"
+    assert _top("Which database ran out of inodes?", items) == "timeline:1"
 
 
 def test_asking_words_are_not_required_in_the_answer() -> None:
@@ -535,14 +540,12 @@ def test_asking_words_are_not_required_in_the_answer() -> None:
                          "2026-01-02 03:10 UTC. The mailer queue is backing up: 40,000 queued."),
              ContextItem("timeline:2", "timeline", "2026-01-02 03:25 UTC [note] Kim Park: "
                          "queue still backing up, 52,000 queued.")]
-    first = extract_answer("When did the mailer queue start backing up?", items)
-    assert first is not None and first.pieces[0].segment.item.id == "alert:1"
+    assert _top("When did the mailer queue start backing up?", items) == "alert:1"
     config = [ContextItem("change:1", "change", "Config of search-api: thread pool raised to "
                           "64 threads, timeout 2 s."),
               ContextItem("timeline:1", "timeline", "2026-01-02 03:25 UTC [note] Kim Park: "
                           "search-api pods restarted twice.")]
-    pool = extract_answer("How many threads is search-api running with?", config)
-    assert pool is not None and pool.pieces[0].segment.item.id == "change:1"
+    assert _top("How many threads is search-api running with?", config) == "change:1"
     errors = [ContextItem("pattern:1", "log_pattern", "ERROR pattern, 40 lines: gateway "
                           "handshake errors from browsers: peer sent UNKNOWN_CA")]
     seen = extract_answer("What are browsers reporting in the gateway handshake errors?", errors)
@@ -556,10 +559,8 @@ def test_a_limit_is_a_maximum_and_an_expectation_an_estimate() -> None:
                          "ETA for the reindex is 04:10 UTC."),
              ContextItem("timeline:2", "timeline", "2026-01-02 03:27 UTC [note] Lee Chan: "
                          "orders-queue consumers restarted.")]
-    limit = extract_answer("What is the orders-queue depth limit?", items)
-    assert limit is not None and limit.pieces[0].segment.item.id == "alert:1"
-    when = extract_answer("When do we expect the reindex to finish?", items)
-    assert when is not None and when.pieces[0].segment.item.id == "timeline:1"
+    assert _top("What is the orders-queue depth limit?", items) == "alert:1"
+    assert _top("When do we expect the reindex to finish?", items) == "timeline:1"
 
 
 def test_contractions_compounds_and_log_questions() -> None:
@@ -571,14 +572,13 @@ def test_contractions_compounds_and_log_questions() -> None:
                          "Rollback of search-api to 4.1.0 done with argocd app rollback "
                          "search-api 12."),
              ContextItem("change:1", "change", "Deploy of search-api 4.2.0: new ranking.")]
-    back = extract_answer("Which version did we roll search-api back to?", items)
-    assert back is not None and back.pieces[0].segment.item.id == "timeline:1"
+    assert _top("Which version did we roll search-api back to?", items) == "timeline:1"
     logs = [ContextItem("timeline:1", "timeline", "2026-01-02 03:30 UTC [note] Kim Park: "
                         "mailer pods fail to send email, two pods affected."),
             ContextItem("pattern:1", "log_pattern", "ERROR pattern, 30 lines: mailer send "
                         "failed for email: disk quota exceeded")]
-    said = extract_answer("What error are the mailer pods logging when email sends fail?", logs)
-    assert said is not None and said.pieces[0].segment.item.id == "pattern:1"
+    assert _top("What error are the mailer pods logging when email sends fail?",
+                logs) == "pattern:1"
 
 
 def test_the_future_is_answered_by_a_plan_and_done_by_a_record_of_it() -> None:
@@ -590,8 +590,7 @@ def test_the_future_is_answered_by_a_plan_and_done_by_a_record_of_it() -> None:
                          "alert on the export backlog age."),
              ContextItem("timeline:3", "timeline", "01:20 UTC, Lee Chan: export backlog "
                          "shrinking, 40,000 left.")]
-    eta = extract_answer("When will the export backlog catch up?", items, future=True)
-    assert eta is not None and eta.pieces[0].segment.item.id == "timeline:1"
+    assert _top("When will the export backlog catch up?", items, future=True) == "timeline:1"
     assert extract_answer("When will Kim add the export backlog alert?", items,
                           future=True) is None  # planned, but no time stated
     assert extract_answer("Has the export backlog alert been added yet?", items) is None
