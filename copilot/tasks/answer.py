@@ -285,10 +285,9 @@ class Question:
         return self.text.lower()
 
 
-_CONTRACTION = re.compile(r"\b(who|what|where|when|which|how|that|there|it)['’]s\b", re.IGNORECASE)
-
-
 _CONTRACTIONS = [
+    (re.compile(r"\b(who|what|where|when|which|how|that|there|it)['’]s\b", re.IGNORECASE),
+     r"\1 is"),
     (re.compile(r"\b(can)['’]t\b", re.IGNORECASE), r"\1not"),
     (re.compile(r"\bwon['’]t\b", re.IGNORECASE), "will not"),
     (re.compile(r"\b(\w+)n['’]t\b", re.IGNORECASE), r"\1 not"),
@@ -305,7 +304,6 @@ _CONTRACTIONS = [
 def expand(text: str) -> str:
     """"Who's running it?" reads as "who is running it?", "we're" as "we are", "don't" as "do
     not" (the rules match the long form; a clipped "re" or "ve" is not a word to look for)."""
-    text = _CONTRACTION.sub(lambda m: f"{m.group(1)} is", text)
     for rx, long in _CONTRACTIONS:
         text = rx.sub(long, text)
     return text
@@ -727,7 +725,8 @@ _WHO_WORDS = re.compile(r"\b(team|on-?call|owner|owns|lead|engineer|dbre|sre|ass
 _NAMED_KINDS = {
     ("runbook",): re.compile(r"\b(runbooks?|playbooks?)\b"),
     ("postmortem",): re.compile(r"\b(post-?mortems?|past incidents?|previous incidents?)\b"),
-    ("log_pattern", "log"): re.compile(r"\b(in|from) the ([\w-]+ )?logs?\b|\blog (lines?|messages?)\b|"
+    ("log_pattern", "log"): re.compile(r"\b(in|from) the ([\w-]+ )?logs?\b|"
+                                       r"\blog (lines?|messages?)\b|"
                                        r"\b(logging|logged)\b(?! (in|out|off|on)\b)"),
 }
 # "When did X start?" asks for the onset: of the pieces that answer about as well, the earliest
