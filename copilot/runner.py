@@ -43,6 +43,7 @@ class Prepared:
     retrieval_ms: float
     started: float
     index_down: str | None = None  # the vector index did not answer: keywords only
+    llm: LLM | None = None  # the model that answers (None: the rules, see Copilot.model_for)
 
 
 class Copilot:
@@ -121,7 +122,8 @@ class Copilot:
             redactor = self.redactor()
             messages = [Message(m.role, redactor.redact(m.content)) for m in messages]
         return Prepared(snap, items, packed, refs, messages, redactor,
-                        f"{prompt.name}@{prompt.version}", retrieval_ms, started, index_down)
+                        f"{prompt.name}@{prompt.version}", retrieval_ms, started, index_down,
+                        llm)
 
     def _messages(self, task: Task[R], snap: IncidentSnapshot, prompt: Any, system: str,
                   packed: Packed) -> tuple[dict[str, str], list[Message]]:
@@ -147,7 +149,7 @@ class Copilot:
 
     def run(self, task: Task[R], snap: IncidentSnapshot) -> R:
         prep = self.prepare(task, snap)
-        if self.model_for(task) is None:
+        if prep.llm is None:
             return self._by_rules(task, prep)
         model_started = time.perf_counter()
         try:
@@ -164,7 +166,7 @@ class Copilot:
         (the model failed midway or its answer did not validate) ``final.replace`` is True."""
         prep = self.prepare(task, snap)
         parts: list[str] = []
-        if self.model_for(task) is None:
+        if prep.llm is None:
             result = self._by_rules(task, prep)
         else:
             model_started = time.perf_counter()
@@ -196,12 +198,13 @@ class Copilot:
 
     def _guarded(self, prep: Prepared, max_tokens: int) -> Iterator[str]:
         """The model's pieces, stopped with a ProviderError past the deadline or in a loop."""
-        assert self.llm is not None
+        llm = prep.llm
+        assert llm is not None
         deadline = time.perf_counter() + self.settings.llm_timeout
         parts: list[str] = []
         outcome = "error"
         try:
-            for piece in _within(self.llm.stream(prep.messages, max_tokens=max_tokens), deadline,
+            for piece in _within(llm.stream(prep.messages, max_tokens=max_tokens), deadline,
                                  f"timed out after {self.settings.llm_timeout:g} s"):
                 parts.append(piece)
                 yield piece
@@ -209,7 +212,7 @@ class Copilot:
                     raise ProviderError("the model is repeating itself")
             outcome = "ok"
         finally:
-            telemetry.llm_call(self.llm.name, outcome,
+            telemetry.llm_call(llm.name, outcome,
                                sum(count_tokens(m.content) for m in prep.messages),
                                count_tokens("".join(parts)))
 

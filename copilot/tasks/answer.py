@@ -731,8 +731,8 @@ _NAMED_KINDS = {
 }
 # "When did X start?" asks for the onset: of the pieces that answer about as well, the earliest
 # record; "which version is running now?" asks for the latest one.
-_ONSET = re.compile(r"\b(start|started|starts|begin|began|first|onset)\b")
 _ONSET_WORDS = _words("start started starts begin began first onset")
+_ONSET = re.compile(r"\b(" + "|".join(sorted(_ONSET_WORDS)) + r")\b")
 _VERSION_WORDS = _words("version versions build builds release releases")
 _LATEST = re.compile(r"\b(now|currently|current|latest|at the moment|still)\b")
 _STAMP = re.compile(r"\b(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2})")
