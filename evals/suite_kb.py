@@ -34,8 +34,11 @@ def build_kb(settings: Settings, kbs: Sequence[Path], kind: str, progress: Calla
     settings = kb_settings(settings, kbs, kind)
     retriever = build_retriever(settings, embedder=embedder)
     progress(f"indexing {', '.join(map(str, kbs))}")
-    report = run_ingest(list(kbs), index=retriever.index, settings=settings, kind=kind,
-                        prune=True)
+    # a runbook or postmortem suite's folder holds that kind only; a mixed knowledge base (the
+    # incident suites') keeps each document's own kind, as `copilot ingest` does, so that the
+    # tasks find its runbooks and postmortems
+    report = run_ingest(list(kbs), index=retriever.index, settings=settings,
+                        kind=kind if kind in ("runbook", "postmortem") else None, prune=True)
     if not report.documents:
         raise EvalError(f"no {kind} documents found in {', '.join(map(str, kbs))}")
     return retriever, report

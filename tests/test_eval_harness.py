@@ -95,3 +95,21 @@ def test_eval_run_on_real_incidents_writes_results_and_reports(
     assert gate.exit_code == 1 and "required_fields" in gate.output
     unknown = CliRunner().invoke(cli, ["eval", "run", "--suite", "nope", "--out", str(out)])
     assert unknown.exit_code != 0 and "unknown suite" in str(unknown.exception)
+
+
+def test_the_incident_suites_index_the_demo_kb_with_each_documents_own_kind(
+        tmp_path: Path) -> None:
+    """The chat, summary and status suites answer from the demo knowledge base as the service
+    does: its runbooks and postmortems are found by kind (a kind forced on the whole folder
+    once hid every one of them from the tasks)."""
+    from copilot.config import Settings
+    from evals.suite_incidents import DEMO
+    from evals.suite_kb import build_kb
+    from retrieval.hybrid import Filters
+
+    retriever, _ = build_kb(Settings(data_dir=tmp_path), [DEMO / "kb"], "incidents",
+                            lambda _m: None)
+    for kind in ("runbook", "postmortem"):
+        hits = retriever.search("ledger-db connections saturated", k=2,
+                                filters=Filters(kinds=(kind,)))
+        assert hits and all(h.kind == kind for h in hits), kind
