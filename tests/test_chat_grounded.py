@@ -609,3 +609,85 @@ def test_hurried_spelling_and_the_words_that_name_the_answer() -> None:
     # a symptom word is not a name the record must say: the paging alert answers
     assert _grounded("Who got paged for the 5xx?", _small_incident()).lines[0].citations == [
         "alert:1"]
+
+
+def _kb(item_id: str, kind: str, title: str, text: str) -> ContextItem:
+    return ContextItem(item_id, kind, f"{title} — Notes\n{text}", title=title)
+
+
+def test_a_numbered_name_is_named_only_in_full_and_an_answer_adds_to_the_question() -> None:
+    """ip-10-52-3-14 is not ip-10-52-7-88 though most of its parts match; a record of the
+    version the question names does not say which one ran before it."""
+    node = [ContextItem("alert:1", "alert", "DiskAlmostFull: root filesystem on ip-10-52-7-88 "
+                        "has 7% free.")]
+    assert _top("How full is the root filesystem on ip-10-52-3-14?", node) is None
+    both = [*node, ContextItem("timeline:2", "timeline", "09:30 UTC, Kim Park: the root "
+                               "filesystem on node ip-10-52-3-14 is filling up too, at 81%.")]
+    assert _top("How full is the root filesystem on ip-10-52-3-14?", both) == "timeline:2"
+    # "other": an answer names another thing of the kind the question names
+    assert _top("Is any other node's root filesystem filling up like ip-10-52-7-88?",
+                node) is None
+    assert _top("Is any other node's root filesystem filling up like ip-10-52-7-88?",
+                both) == "timeline:2"
+    deploy = [ContextItem("change:3", "change", "Deploy of checkout-api 2.84.0: capacity "
+                          "release.")]
+    assert _top("Which checkout-api version ran before 2.84.0?", deploy) is None
+    back = [*deploy, ContextItem("timeline:4", "timeline", "14:16 UTC, Ana Ortiz: checkout-api "
+                                 "2.84.0 ran until the rollback to 2.83.2.")]
+    assert _top("Which checkout-api version ran before 2.84.0?", back) == "timeline:4"
+
+
+def test_a_part_of_a_hyphenated_word_matches_a_word_of_a_camelcase_name() -> None:
+    alerts = [ContextItem("alert:1", "alert", "CheckoutHighErrorRate (firing, service "
+                          "checkout-api) since 2026-11-27 14:03 UTC"),
+              ContextItem("alert:3", "alert", "Checkout API error budget burn (firing, service "
+                          "checkout-api) since 2026-11-27 14:05 UTC")]
+    assert _top("At what time did the checkout error-rate alert start firing?",
+                alerts) == "alert:1"
+
+
+def test_done_yet_needs_the_action_done_and_a_state_question_is_not_answered_by_a_plan() -> None:
+    asked = [ContextItem("timeline:1", "timeline", "06:40 UTC, Yuki Tanaka: asked "
+                         "security-engineering to rotate the merchant API key.")]
+    assert _top("Has security-engineering finished rotating the merchant API key?",
+                asked) is None
+    assert _top("Has the merchant API key been rotated yet?", asked) is None
+    done = [*asked, ContextItem("timeline:2", "timeline", "07:10 UTC, Yuki Tanaka: the "
+                                "merchant API key was rotated by security-engineering.")]
+    assert _top("Has the merchant API key been rotated yet?", done) == "timeline:2"
+    plan = [ContextItem("timeline:3", "timeline", "06:46 UTC, Marcus Bell: Next steps: "
+                        "confirm the dns01 certificate is Ready before r1342 is pushed again.")]
+    assert _top("Is the dns01 certificate Ready right now?", plan) is None
+
+
+def test_past_incidents_and_general_advice_do_not_answer_questions_about_this_one() -> None:
+    """A postmortem's facts are another incident's; a runbook says what to do, not what this
+    incident's responders did or are doing."""
+    items = [_kb("chunk:pm", "postmortem", "Template cache leak",
+                 "09:30 UTC notification-service 4.9.0 deployed; all eight pods restarted."),
+             _kb("chunk:rb", "runbook", "Node filesystem almost full",
+                 "Cordon the node (`kubectl cordon <node>`) and restart the pod writing logs.")]
+    assert _top("Which version of notification-service are the pods running?", items) is None
+    assert _top("Which notification-service version was deployed in the past incidents?",
+                items) == "chunk:pm"
+    assert _top("Which node did we cordon?", items) is None
+    assert _top("How do I cordon the node?", items) == "chunk:rb"
+    note = [*items, ContextItem("timeline:5", "timeline", "09:25 UTC, Leila Moradi: "
+                                "Cordoned node ip-10-52-7-88.")]
+    assert _top("Which node did we cordon?", note) == "timeline:5"
+    assert "runbook" in read_question("Can we just raise max_connections?").intents
+    assert "postmortem" not in read_question("Can we raise it to get past this?").intents
+
+
+def test_a_responders_note_is_about_the_incidents_own_services() -> None:
+    """"Should we raise maxmemory on redis-cache?" is answered by the decision the responders
+    wrote down in the redis-cache incident, which does not repeat the service's name."""
+    items = [_kb("chunk:rb", "runbook", "Redis memory and evictions",
+                 "If memory is still over 90%, temporarily raise maxmemory on redis-cache."),
+             ContextItem("timeline:7", "timeline", "2026-12-15 13:49 UTC [note] Oliver "
+                         "Grant: UNLINK of the big keys from the primary started 13:40. "
+                         "Evictions stopped at 13:47; used memory falling. Not raising "
+                         "maxmemory.")]
+    question = "Should we raise maxmemory on redis-cache to stop the evictions?"
+    assert _top(question, items, services=["redis-cache"]) == "timeline:7"
+    assert _top(question, items) == "chunk:rb"

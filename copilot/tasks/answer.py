@@ -224,10 +224,12 @@ _INTENT = {
                               r"stack ?traces?)\b"
                               r"(?! (in|out|off|on)\b)"),
     "alert": re.compile(r"\b(alerts?|firing|fired|fire|threshold|annotations?|labels?)\b"),
+    # "should we ...?", "can we just ...?": advice, which the runbooks give
     "runbook": re.compile(r"\b(runbooks?|how (do|can|should) (i|we)|what should (i|we)|"
-                          r"should (i|we)|fix|mitigat\w*|steps?|procedure|commands?|queries|"
-                          r"query|escalat\w*)\b"),
-    "postmortem": re.compile(r"\b(postmortems?|previous|past|earlier|similar|history|prior|"
+                          r"(should|can|could) (i|we)|fix|mitigat\w*|steps?|procedure|"
+                          r"commands?|queries|query|escalat\w*)\b"),
+    "postmortem": re.compile(r"\b(postmortems?|previous|past (incidents?|outages?|events?)|"
+                             r"in the past|earlier|similar|history|prior|"
                              r"last time|before this|ago|january|february|march|april|june|july|"
                              r"august|september|october|november|december)\b|"
                              r"(?<![\d-])(19|20)\d\d(?![\d-])"),
@@ -258,6 +260,10 @@ class Slot:
     stems: set[str]
     parts: list[set[str]] = field(default_factory=list)
     name: bool = False  # a name or identifier (capitalised, digits, punctuation)
+    # an identifier with digits (ip-10-52-3-14, api-com-dns01): its digits tell it from its
+    # siblings (ip-10-52-7-88, api-com-http01), so naming only some of its parts is naming
+    # another thing
+    numbered: bool = False
     matches: set[str] = field(default_factory=set)
     part_matches: list[set[str]] = field(default_factory=list)
     weight: float = 1.0
@@ -269,6 +275,11 @@ class Slot:
             found = sum(1 for p in self.part_matches if p & have)
             return found / len(self.part_matches)
         return 0.0
+
+    def names(self, have: set[str]) -> float:
+        """How far ``have`` names this slot's thing: a numbered identifier only in full."""
+        value = self.match(have)
+        return value if value == 1.0 or not self.numbered else 0.0
 
 
 @dataclass
@@ -335,7 +346,8 @@ def read_question(text: str) -> Question:
         parts = [{p} for p in dict.fromkeys(all_forms[1:]) if p != key]
         name = (any(c.isdigit() for c in token) or bool(_SEPARATORS.search(token))
                 or (n > 0 and token[:1].isupper() and word not in _MONTHS_DAYS))
-        slots.append(Slot(word, stems, parts, name=name))
+        numbered = bool(parts) and any(c.isdigit() for c in token)
+        slots.append(Slot(word, stems, parts, name=name, numbered=numbered))
     return Question(text, slots, wants, intents, _predicate(low), _focus(low))
 
 
@@ -686,9 +698,60 @@ NEARLY_AS_GOOD = 0.8
 NEW_PART = 0.25
 NEW_PART_SAME_ITEM = 0.15
 
+# A postmortem is the record of another incident: its numbers, versions and times are not this
+# one's, so it answers only a question about past incidents. A runbook is general advice: it
+# answers a question asking what to do or how things normally go, not one about what this
+# incident's responders did, are doing or expect ("which node did we cordon?", "which command
+# are we using?", "when do we expect to catch up?").
+_ADVICE = re.compile(r"\b(should|can|could) (i|we)\b|\bhow (do|can|should|would) (i|we|you)\b|"
+                     r"\bwhat should\b|\bis there (a|any) way\b|\bis it (safe|ok|okay)\b|"
+                     r"\b(normally|usually|typically|supposed to|recommended|in general)\b|"
+                     r"\bwhat happens (if|when)\b")
+_EVENTS = re.compile(r"\b(did|was|were|had|has been|have been|since when|so far|right now|"
+                     r"currently|at the moment|eta|expect|expected|expecting)\b|"
+                     r"\b(are|were) (we|they|you) \w+ing\b|\b(we|they) (are|were) \w+ing\b|"
+                     r"\b(is|are) [\w-]+( [\w-]+)? (running|using|serving|reporting|showing)\b|"
+                     r"\b(is|are)\b.{0,40}\b(broken|down|affected|impacted|failing|healthy|fine|"
+                     r"working|degraded)\b|"
+                     r"\b(who|we) (\w+ed|" + "|".join(sorted(IRREGULAR)) + r")\b")
+
+
+# "Is any other node filling up like ip-10-52-7-88?" asks for another thing of the same kind
+# as the one it names: a piece that names only that one does not answer it.
+# The thing contrasted is the one after "like", "than", "besides" ("the other node that is
+# filling up, ip-10-52-3-14" names the one it asks about).
+_OTHER = re.compile(r"\b(other|another|else)\b.*?\b(like|than|as)\b(.*)$|"
+                    r"\b(besides|apart from|aside from|except( for)?)\b(.*)$")
+
+
+def _shape(token: str) -> str:
+    return re.sub(r"\d+", "#", token.lower())
+
+
+def _names_another(text: str, names: list[str]) -> bool:
+    """Whether ``text`` names a thing like one of ``names`` (ip-10-52-3-14 for ip-10-52-7-88;
+    for a name without digits, any other identifier) that is not one of them."""
+    own = {n.lower() for n in names}
+    shapes = {_shape(n) for n in names if any(c.isdigit() for c in n)}
+    for token in tokens(text):
+        low = token.lower()
+        if low in own:
+            continue
+        if shapes and _shape(low) in shapes:
+            return True
+        if not shapes and _SEPARATORS.search(low) and re.search(r"[a-z]", low):
+            return True
+    return False
+
+
+def about_events(question: str) -> bool:
+    """A question about what this incident's people did, are doing or expect."""
+    low = question.lower()
+    return not _ADVICE.search(low) and bool(_EVENTS.search(low))
+
+
 _THIS_INCIDENT = re.compile(r"\b(this|the current|our current) (incident|outage)\b|"
                             r"\bduring the (incident|outage)\b|\bright now\b|\bso far\b")
-_PRESENT = re.compile(r"^\W*((who|what|which|where)('s|\s+is|\s+are)|is|are)\b")
 _PAST = re.compile(r"\b(did|was|were|had)\b")
 # A question about the future (a plan, a prediction) is not in records of what happened;
 # "what happens if ..." and "what will happen when ..." ask for a runbook's conditions.
@@ -697,10 +760,18 @@ _FUTURE = re.compile(r"\b(will|going to|gonna|plan(s|ned)? to|next (week|month|q
 # What the records can say of the future: a stated plan or estimate.
 _PLANNED = re.compile(r"\b(estimat\w*|expect\w*|eta|plan(s|ned)?|scheduled|targets?|will|"
                       r"going to|next)\b", re.IGNORECASE)
-# "Has X been merged yet?" asks whether X was done: a record of X as a plan is not an answer.
-_DONE_YET = re.compile(r"^\W*(has|have|had)\b.*\b(been|\w+ed|done|made)\b|\byet\b")
+# "Has X been merged yet?" asks whether X was done, "is X ready now?" how things stand: a
+# record of X as a plan or a request is not an answer.
+_DONE_YET = re.compile(r"^\W*(has|have|had)\b.*\b(been|\w+ed|done|made)\b|\byet\b|"
+                       r"^\W*(is|are)\b.*\b(now|currently|already|still)\b")
+# Its action is the participle ("been rotated", "rolled back") or what was to be finished
+# ("finished rotating"); a piece answers it only by saying the action was done ("rotated"),
+# not that it was asked for ("asked them to rotate it").
+_FINISHING = re.compile(r"\b(?:finish|finished|complete|completed|done|stop|stopped)\s+"
+                        r"([a-z]+ing)\b")
 _PLAN_ONLY = re.compile(r"\b(next( steps?)?:|follow[- ]?ups?:|(will|plans? to|planned|going to|"
-                        r"to do|todo|should)\b)", re.IGNORECASE)
+                        r"to do|todo|should|asked|requested|pending|waiting (on|for))\b)",
+                        re.IGNORECASE)
 # A note's own time ("14:10 UTC, Kim Park: ...") is when it was written, not a time it states.
 _OWN_STAMP = re.compile(r"^\s*(\d{4}-\d{2}-\d{2} )?\d{1,2}:\d{2}( UTC)?,? [^:]{0,60}:\s*")
 _CONDITION = re.compile(r"\b(if|once|unless|whenever)\b|\S.*\bwhen\b")
@@ -754,6 +825,27 @@ def _planned(seg: Segment, question: Question) -> bool:
                                             or bool(_TIME.search(text)))
 
 
+def _participle(word: str) -> bool:
+    return word in IRREGULAR or len(word) > 4 and word.endswith("ed")
+
+
+def done_action(question: str) -> str | None:
+    """The action a "has X been done yet?" question asks about, as a stem ("rotat")."""
+    low = question.lower()
+    if not _DONE_YET.search(low):
+        return None
+    finishing = _FINISHING.search(low)
+    if finishing:
+        return stem(finishing.group(1))
+    words = [w for w in re.findall(r"[a-z]+", low) if w not in STOP and _participle(w)]
+    return stem(words[-1]) if words else None
+
+
+def _says_done(text: str, action: str) -> bool:
+    return any(_participle(w) and compatible(stem(w), action)
+               for w in re.findall(r"[a-z]+", text.lower()))
+
+
 def about_future(question: str) -> bool:
     low = question.lower()
     return bool(_FUTURE.search(low)) and not _CONDITION.search(low)
@@ -779,18 +871,24 @@ def _has_person(text: str, people: Iterable[str]) -> bool:
             or bool(_WHO_WORDS.search(text)))
 
 
-def _kind_factor(seg: Segment, wants: set[str], people: Iterable[str]) -> float:
+def _values(rx: re.Pattern[str], text: str) -> set[str]:
+    return {m.group(0) for m in rx.finditer(text)}
+
+
+def _kind_factor(seg: Segment, question: Question, people: Iterable[str]) -> float:
     """1 when the piece holds the kind of thing asked for; 0 when the question asks for a value
     of a recognisable form (a time, an amount, a version) or for someone (a person, a team, an
-    address) and the piece has none; MISSING_KIND when a command is asked for and the piece
+    address) and the piece has none but the question's own ("what ran before 2.84.0?" is not
+    answered by a record of 2.84.0); MISSING_KIND when a command is asked for and the piece
     shows none (commands are recognised by rough cues, so their absence only counts against
     it)."""
-    text = seg.text
-    if WHEN in wants and not _TIME.search(text):
+    text, wants, asked = seg.text, question.wants, question.text
+    if WHEN in wants and not _values(_TIME, text) - _values(_TIME, asked):
         return 0.0
-    if NUMBER in wants and not _AMOUNT.search(_TIME.sub(" ", text)):
+    if NUMBER in wants and not (_values(_AMOUNT, _TIME.sub(" ", text))
+                                - _values(_AMOUNT, _TIME.sub(" ", asked))):
         return 0.0
-    if VERSION in wants and not _VERSIONISH.search(text):
+    if VERSION in wants and not _values(_VERSIONISH, text) - _values(_VERSIONISH, asked):
         return 0.0
     if WHO in wants and not _has_person(text, people):
         return 0.0
@@ -810,7 +908,9 @@ def _link(question: Question, segs: list[Segment]) -> None:
     for slot in question.slots:
         stems = slot.stems | {CAMEL + s for s in slot.stems}
         slot.matches = {v for v in vocab if any(compatible(s, v) for s in stems)}
-        slot.part_matches = [{v for v in vocab if any(compatible(p, v) for p in part)}
+        # a part of "error-rate" is also a word of a CamelCase name (CheckoutHighErrorRate)
+        slot.part_matches = [{v for v in vocab
+                              if any(compatible(p, v) or compatible(CAMEL + p, v) for p in part)}
                              for part in slot.parts]
         # pieces that say the whole word: a part shared with other names is not the word
         df = sum(1 for seg in segs if slot.match(seg.say | seg.context | seg.about) == 1.0)
@@ -827,10 +927,13 @@ def unknown_name(question: Question) -> Slot | None:
 
 
 def extract_answer(question_text: str, items: list[ContextItem], *,
-                   people: Iterable[str] = (), future: bool = False) -> Answer | None:
+                   people: Iterable[str] = (), future: bool = False,
+                   services: Iterable[str] = ()) -> Answer | None:
     """The pieces of evidence that answer the question, best first; None when none does.
     ``future``: a question about what will happen, answered only by a stated plan or
-    estimate (and for "when", by a time the piece states, not the time it was written)."""
+    estimate (and for "when", by a time the piece states, not the time it was written).
+    ``services``: the incident's own, which its responders' notes are about without naming
+    them ("Not raising maxmemory" in the redis-cache incident)."""
     question = read_question(question_text)
     if not question.slots:
         return None
@@ -850,12 +953,21 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     # "during this incident": the question rules out past incidents and general advice; "who
     # is on call?": a past incident's postmortem cannot say how things are now
     only_own = own and bool(_THIS_INCIDENT.search(question.low))
-    no_past = "postmortem" not in question.intents and bool(_PRESENT.search(question.low))
+    past_ok = "postmortem" in question.intents or "postmortem" in named_kinds(question.low)
+    advice_ok = "runbook" in named_kinds(question.low) or not about_events(question.low)
     past = bool(_PAST.search(question.low))
+    advice = bool(_ADVICE.search(question.low))
     kinds = named_kinds(question.low)
     done_yet = not future and bool(_DONE_YET.search(question.low))
+    action = done_action(question.low) if done_yet else None
     total = sum(s.weight for s in question.slots)
     people = list(people)
+    implied = {f for name in services for f in text_forms(name)}
+    contrast = _OTHER.search(question.text)
+    other = [t for t in tokens(contrast.group(3) or contrast.group(6) or "")
+             if _SEPARATORS.search(t) or any(c.isdigit() for c in t)] if contrast else []
+    # the thing an "other" question names is the one the answer is not about
+    names = [n for n in names if question.slots[n].word not in {t.lower() for t in other}]
     scored: list[Scored] = []
     for seg in segs:
         got = 0.0
@@ -870,12 +982,14 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
         if not matched:
             continue
         if (only_own and seg.item.kind not in OWN_KINDS
-                or no_past and seg.item.kind == "postmortem"
+                or not past_ok and seg.item.kind == "postmortem"
+                or not advice_ok and seg.item.kind == "runbook"
                 or kinds and seg.item.kind not in kinds):
             continue
         if future and not _planned(seg, question):
             continue
-        if done_yet and _PLAN_ONLY.search(seg.text):
+        if done_yet and (_PLAN_ONLY.search(seg.text)
+                         or action is not None and not _says_done(seg.text, action)):
             continue
         heard = seg.say | seg.context
         if verb is not None and question.slots[verb].match(heard) < 1.0:
@@ -888,9 +1002,13 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
         # it: a piece that does not name it, nor is under a heading that does, is about
         # something else
         named = heard | seg.about if "runbook" in question.intents else heard
-        if any(question.slots[n].match(named) < 0.5 for n in names):
+        if seg.item.kind == "timeline":
+            named = named | implied
+        if other and not _names_another(seg.text, other):
             continue
-        score = got / total * _kind_factor(seg, question.wants, people)
+        if any(question.slots[n].names(named) < 0.5 for n in names):
+            continue
+        score = got / total * _kind_factor(seg, question, people)
         if score == 0.0:
             continue
         rank = score
@@ -898,8 +1016,10 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
             rank *= INTENT_BONUS
         if seg.robot:
             rank *= ECHO_PENALTY
-        elif seg.item.kind == "timeline" and past:
-            rank *= INTENT_BONUS  # "what did X do?": responders' notes record what was done
+        elif seg.item.kind == "timeline" and (past or advice):
+            # "what did X do?": responders' notes record what was done; "should we X?": what
+            # this incident's responders decided about X comes before a runbook's advice
+            rank *= INTENT_BONUS
         if own and seg.item.kind in OWN_KINDS:
             rank *= OWN_BONUS
         scored.append(Scored(seg, score, rank, matched))

@@ -109,7 +109,8 @@ class Chat(Task[ChatResult]):
         if not terms(query):
             return ChatResult(question=self.question, answer=REFUSAL, answered=False)
         people = snap.people | {e.actor for e in snap.timeline}
-        found = extract_answer(query, items, people=people, future=future)
+        found = extract_answer(query, items, people=people, future=future,
+                               services=snap.services)
         if found is None:
             return ChatResult(question=self.question, answer=REFUSAL, answered=False)
         return ChatResult(question=self.question, lines=[
