@@ -691,3 +691,24 @@ def test_a_responders_note_is_about_the_incidents_own_services() -> None:
     question = "Should we raise maxmemory on redis-cache to stop the evictions?"
     assert _top(question, items, services=["redis-cache"]) == "timeline:7"
     assert _top(question, items) == "chunk:rb"
+
+
+def test_a_question_in_the_evidence_answers_nothing_and_a_key_id_is_not_an_amount() -> None:
+    checklist = [_kb("chunk:rb", "runbook", "Consumer lag",
+                     "Is the group consuming at all, and is the lag spread across partitions "
+                     "or concentrated?")]
+    assert _top("Is the lag spread across all partitions?", checklist) is None
+    note = [ContextItem("timeline:1", "timeline", "09:41 UTC, Grace Okafor: the startup line "
+                        "printed key id AKIA4LUMENF7Q2XK9RTM and the spools hold customer "
+                        "emails.")]
+    assert _top("How many customer emails are in the spools?", note) is None
+
+
+def test_did_anyone_asks_for_the_verb_and_hedges_are_not_content() -> None:
+    assert read_question("Did anyone review or approve edge-config r1342?").predicate == "review"
+    pushed = [ContextItem("timeline:1", "timeline", "06:35 UTC, Yuki Tanaka: edge-config "
+                          "r1342 was pushed at 06:18 by Rasmus Lindqvist.")]
+    assert _top("Did anyone review edge-config r1342 before it was pushed?", pushed) is None
+    assert [s.word for s in read_question(
+        "How long does a rollback normally take to reach every pod?").slots] == [
+        "long", "rollback", "reach", "pod"]

@@ -46,7 +46,8 @@ somebody person people responder responders engineer engineers command commands 
 time times number count value name names version versions percent percentage step steps exact
 specific detail details info information anything something current latest actually many
 much often earlier previous past prior similar according regarding affected impacted involved
-related use uses used using make makes made take takes took""")
+related use uses used using make makes made take takes took normally usually typically
+roughly approximately every""")
 
 # A few spellings of the same thing that stemming does not join.
 SYNONYMS = {
@@ -363,6 +364,9 @@ def _predicate(low: str) -> str | None:
                      r"([a-z]+(?:ed|en))\W*$", low)
     if match and match.group(3) not in STOP:
         return match.group(3)
+    if (len(words) > 2 and words[0] in ("did", "does", "do", "has", "have", "had")
+            and words[1] in _SOMEONE and words[2] not in STOP and words[2] not in LIGHT):
+        return words[2]  # "did anyone review it?": the verb follows the subject
     if words and words[0] in ("did", "does", "do", "has", "have", "had", "was", "were"):
         # "did the billing-worker team approve the change?": the verb is the first word
         # followed by an object or a preposition ("approve the"), or a participle
@@ -376,6 +380,7 @@ def _predicate(low: str) -> str | None:
     return None
 
 
+_SOMEONE = _words("anyone anybody someone somebody we they you he she i")
 _OBJECT_START = _words("the a an any it this that these those its their our to on in with for "
                        "from at by")
 
@@ -782,7 +787,7 @@ number total amount size limit level value duration latency threshold usage util
 capacity"""))
 _TIME = re.compile(r"\b\d{1,2}:\d{2}\b|\b\d{4}-\d{2}-\d{2}\b|\bmin (before|after)\b")
 # a count or amount: a number that is not part of a clock time or a date
-_AMOUNT = re.compile(r"(?<![\d:-])\d[\d,.]*(?![\d:])(?!-\d\d-)")
+_AMOUNT = re.compile(r"(?<![\w:.-])\d[\d,.]*(?![\d:])(?!-\d\d-)")  # not in AKIA4F7Q or c41e9a0
 # a version: 1.4.2, v3, @r118, 15.4 (but not 11.6 GiB or 14.6%)
 _VERSIONISH = re.compile(r"\b\d+(\.\d+){2,}\b|\b\d+\.\d+\b(?![.\d]|\s*(%|[A-Za-z]))|"
                          r"\bv\d+(\.\d+)*\b|@r?\d+")
@@ -807,6 +812,9 @@ _ONSET = re.compile(r"\b(" + "|".join(sorted(_ONSET_WORDS)) + r")\b")
 _VERSION_WORDS = _words("version versions build builds release releases")
 _LATEST = re.compile(r"\b(now|currently|current|latest|at the moment|still)\b")
 _STAMP = re.compile(r"\b(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2})")
+
+
+_ASKS = re.compile(r"\?[\s\"'`)*]*$")
 
 
 def _stamp(item: ContextItem) -> str | None:
@@ -979,7 +987,7 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
             if value > 0:
                 matched.add(n)
                 got += slot.weight * value
-        if not matched:
+        if not matched or _ASKS.search(seg.text):  # a question (a runbook's) answers nothing
             continue
         if (only_own and seg.item.kind not in OWN_KINDS
                 or not past_ok and seg.item.kind == "postmortem"
