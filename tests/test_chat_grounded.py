@@ -704,11 +704,8 @@ def test_a_question_in_the_evidence_answers_nothing_and_a_key_id_is_not_an_amoun
     assert _top("How many customer emails are in the spools?", note) is None
 
 
-def test_did_anyone_asks_for_the_verb_and_hedges_are_not_content() -> None:
+def test_did_anyone_asks_for_the_verb() -> None:
     assert read_question("Did anyone review or approve edge-config r1342?").predicate == "review"
     pushed = [ContextItem("timeline:1", "timeline", "06:35 UTC, Yuki Tanaka: edge-config "
                           "r1342 was pushed at 06:18 by Rasmus Lindqvist.")]
     assert _top("Did anyone review edge-config r1342 before it was pushed?", pushed) is None
-    assert [s.word for s in read_question(
-        "How long does a rollback normally take to reach every pod?").slots] == [
-        "long", "rollback", "reach", "pod"]

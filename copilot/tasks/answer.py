@@ -46,8 +46,7 @@ somebody person people responder responders engineer engineers command commands 
 time times number count value name names version versions percent percentage step steps exact
 specific detail details info information anything something current latest actually many
 much often earlier previous past prior similar according regarding affected impacted involved
-related use uses used using make makes made take takes took normally usually typically
-roughly approximately every""")
+related use uses used using make makes made take takes took""")
 
 # A few spellings of the same thing that stemming does not join.
 SYNONYMS = {
