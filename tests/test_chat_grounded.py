@@ -20,6 +20,7 @@ from copilot.tasks.answer import (
     VERSION,
     WHEN,
     WHO,
+    about_events,
     about_future,
     compatible,
     expand,
@@ -671,6 +672,9 @@ def test_past_incidents_and_general_advice_do_not_answer_questions_about_this_on
     assert _top("Which notification-service version was deployed in the past incidents?",
                 items) == "chunk:pm"
     assert _top("Which node did we cordon?", items) is None
+    assert about_events("Which git sha are the new notification pods running?")
+    assert about_events("Why aren't we just restarting all the pods at once?")
+    assert not about_events("Should we restart all the pods at once?")
     assert _top("How do I cordon the node?", items) == "chunk:rb"
     note = [*items, ContextItem("timeline:5", "timeline", "09:25 UTC, Leila Moradi: "
                                 "Cordoned node ip-10-52-7-88.")]

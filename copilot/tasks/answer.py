@@ -713,8 +713,9 @@ _ADVICE = re.compile(r"\b(should|can|could) (i|we)\b|\bhow (do|can|should|would)
                      r"\bwhat happens (if|when)\b")
 _EVENTS = re.compile(r"\b(did|was|were|had|has been|have been|since when|so far|right now|"
                      r"currently|at the moment|eta|expect|expected|expecting)\b|"
-                     r"\b(are|were) (we|they|you) \w+ing\b|\b(we|they) (are|were) \w+ing\b|"
-                     r"\b(is|are) [\w-]+( [\w-]+)? (running|using|serving|reporting|showing)\b|"
+                     r"\b(are|were)( not)? (we|they|you)( \w+)? \w+ing\b|"
+                     r"\b(we|they) (are|were) \w+ing\b|"
+                     r"\b(is|are)\b.{0,40}\b(running|using|serving|reporting|showing)\b|"
                      r"\b(is|are)\b.{0,40}\b(broken|down|affected|impacted|failing|healthy|fine|"
                      r"working|degraded)\b|"
                      r"\b(who|we) (\w+ed|" + "|".join(sorted(IRREGULAR)) + r")\b")
@@ -750,7 +751,7 @@ def _names_another(text: str, names: list[str]) -> bool:
 
 def about_events(question: str) -> bool:
     """A question about what this incident's people did, are doing or expect."""
-    low = question.lower()
+    low = expand(question).lower()
     return not _ADVICE.search(low) and bool(_EVENTS.search(low))
 
 
