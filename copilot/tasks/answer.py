@@ -722,11 +722,12 @@ _EVENTS = re.compile(r"\b(did|was|were|had|has been|have been|since when|so far|
 
 
 # "Is any other node filling up like ip-10-52-7-88?" asks for another thing of the same kind
-# as the one it names: a piece that names only that one does not answer it.
-# The thing contrasted is the one after "like", "than", "besides" ("the other node that is
-# filling up, ip-10-52-3-14" names the one it asks about).
+# as the one it names after "like", "than" or "besides": a piece that names only that one does
+# not answer it ("the other node that is filling up, ip-10-52-3-14" names the one it asks about).
 _OTHER = re.compile(r"\b(other|another|else)\b.*?\b(like|than|as)\b(.*)$|"
                     r"\b(besides|apart from|aside from|except( for)?)\b(.*)$")
+# A question in the evidence (a runbook's checklist) answers nothing.
+_ASKS = re.compile(r"\?[\s\"'`)*]*$")
 
 
 def _shape(token: str) -> str:
@@ -812,9 +813,6 @@ _ONSET = re.compile(r"\b(" + "|".join(sorted(_ONSET_WORDS)) + r")\b")
 _VERSION_WORDS = _words("version versions build builds release releases")
 _LATEST = re.compile(r"\b(now|currently|current|latest|at the moment|still)\b")
 _STAMP = re.compile(r"\b(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2})")
-
-
-_ASKS = re.compile(r"\?[\s\"'`)*]*$")
 
 
 def _stamp(item: ContextItem) -> str | None:
@@ -961,11 +959,11 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     # "during this incident": the question rules out past incidents and general advice; "who
     # is on call?": a past incident's postmortem cannot say how things are now
     only_own = own and bool(_THIS_INCIDENT.search(question.low))
-    past_ok = "postmortem" in question.intents or "postmortem" in named_kinds(question.low)
-    advice_ok = "runbook" in named_kinds(question.low) or not about_events(question.low)
+    kinds = named_kinds(question.low)
+    postmortems_ok = "postmortem" in question.intents or "postmortem" in kinds
+    runbooks_ok = "runbook" in kinds or not about_events(question.low)
     past = bool(_PAST.search(question.low))
     advice = bool(_ADVICE.search(question.low))
-    kinds = named_kinds(question.low)
     done_yet = not future and bool(_DONE_YET.search(question.low))
     action = done_action(question.low) if done_yet else None
     total = sum(s.weight for s in question.slots)
@@ -975,7 +973,8 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     other = [t for t in tokens(contrast.group(3) or contrast.group(6) or "")
              if _SEPARATORS.search(t) or any(c.isdigit() for c in t)] if contrast else []
     # the thing an "other" question names is the one the answer is not about
-    names = [n for n in names if question.slots[n].word not in {t.lower() for t in other}]
+    contrasted = {t.lower() for t in other}
+    names = [n for n in names if question.slots[n].word not in contrasted]
     scored: list[Scored] = []
     for seg in segs:
         got = 0.0
@@ -987,11 +986,11 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
             if value > 0:
                 matched.add(n)
                 got += slot.weight * value
-        if not matched or _ASKS.search(seg.text):  # a question (a runbook's) answers nothing
+        if not matched or _ASKS.search(seg.text):
             continue
         if (only_own and seg.item.kind not in OWN_KINDS
-                or not past_ok and seg.item.kind == "postmortem"
-                or not advice_ok and seg.item.kind == "runbook"
+                or not postmortems_ok and seg.item.kind == "postmortem"
+                or not runbooks_ok and seg.item.kind == "runbook"
                 or kinds and seg.item.kind not in kinds):
             continue
         if future and not _planned(seg, question):
