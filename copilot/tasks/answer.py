@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from prompts.budget import ContextItem
 
@@ -294,6 +295,14 @@ class Question:
     @property
     def low(self) -> str:
         return self.text.lower()
+
+    @cached_property
+    def given(self) -> dict[str, set[str]]:
+        """The times, amounts and versions the question itself states (an answer must add
+        one, see _kind_factor)."""
+        return {WHEN: _values(_TIME, self.text),
+                NUMBER: _values(_AMOUNT, _TIME.sub(" ", self.text)),
+                VERSION: _values(_VERSIONISH, self.text)}
 
 
 _CONTRACTIONS = [
@@ -835,11 +844,8 @@ def _participle(word: str) -> bool:
     return word in IRREGULAR or len(word) > 4 and word.endswith("ed")
 
 
-def done_action(question: str) -> str | None:
+def _done_action(low: str) -> str | None:
     """The action a "has X been done yet?" question asks about, as a stem ("rotat")."""
-    low = question.lower()
-    if not _DONE_YET.search(low):
-        return None
     finishing = _FINISHING.search(low)
     if finishing:
         return stem(finishing.group(1))
@@ -888,13 +894,12 @@ def _kind_factor(seg: Segment, question: Question, people: Iterable[str]) -> flo
     answered by a record of 2.84.0); MISSING_KIND when a command is asked for and the piece
     shows none (commands are recognised by rough cues, so their absence only counts against
     it)."""
-    text, wants, asked = seg.text, question.wants, question.text
-    if WHEN in wants and not _values(_TIME, text) - _values(_TIME, asked):
+    text, wants, given = seg.text, question.wants, question.given
+    if WHEN in wants and not _values(_TIME, text) - given[WHEN]:
         return 0.0
-    if NUMBER in wants and not (_values(_AMOUNT, _TIME.sub(" ", text))
-                                - _values(_AMOUNT, _TIME.sub(" ", asked))):
+    if NUMBER in wants and not _values(_AMOUNT, _TIME.sub(" ", text)) - given[NUMBER]:
         return 0.0
-    if VERSION in wants and not _values(_VERSIONISH, text) - _values(_VERSIONISH, asked):
+    if VERSION in wants and not _values(_VERSIONISH, text) - given[VERSION]:
         return 0.0
     if WHO in wants and not _has_person(text, people):
         return 0.0
@@ -965,7 +970,7 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     past = bool(_PAST.search(question.low))
     advice = bool(_ADVICE.search(question.low))
     done_yet = not future and bool(_DONE_YET.search(question.low))
-    action = done_action(question.low) if done_yet else None
+    action = _done_action(question.low) if done_yet else None
     total = sum(s.weight for s in question.slots)
     people = list(people)
     implied = {f for name in services for f in text_forms(name)}
