@@ -713,3 +713,59 @@ def test_did_anyone_asks_for_the_verb() -> None:
     pushed = [ContextItem("timeline:1", "timeline", "06:35 UTC, Yuki Tanaka: edge-config "
                           "r1342 was pushed at 06:18 by Rasmus Lindqvist.")]
     assert _top("Did anyone review edge-config r1342 before it was pushed?", pushed) is None
+
+
+def test_an_alerts_instruction_says_what_to_do_not_what_happened() -> None:
+    """"Check recent deploys and flag changes" in an alert's description is advice, like a
+    runbook's: it does not answer whether there was a flag change."""
+    alert = ContextItem("alert:6", "alert", (
+        "CacheMemoryHigh (firing, severity warning, service cache) since 2026-01-02 03:04 UTC. "
+        "cache-0 memory has grown for an hour. Check recent deploys and flag changes before "
+        "treating this as organic growth."), title="CacheMemoryHigh")
+    advice = [s for s in segments(alert) if s.advice]
+    assert [s.text for s in advice] == [("CacheMemoryHigh: Check recent deploys and flag changes "
+                                         "before treating this as organic growth.")]
+    assert _top("Was there a flag change before cache memory started growing?", [alert]) is None
+    assert _top("Should we check recent deploys when cache memory grows?", [alert]) == "alert:6"
+
+
+def test_what_is_going_on_now_is_about_this_incident() -> None:
+    """"What is eating the disk?" asks what is happening, which a runbook cannot say."""
+    assert about_events("what's eating the root disk on the node?")
+    assert about_events("Who is handling the rollback?")
+    assert about_events("Which pods got evicted?")
+    assert not about_events("What is the logging level of the worker?")
+    runbook = [_kb("chunk:rb", "runbook", "Node filesystem almost full",
+                   "On a node root filesystem, kubelet starts evicting pods at 90% use.")]
+    assert _top("What is eating the root filesystem on the node?", runbook) is None
+    assert _top("When does kubelet start evicting pods from a node?", runbook) == "chunk:rb"
+
+
+def test_a_second_when_and_how_long_ask_for_a_time_and_a_duration() -> None:
+    q = read_question("Which pods got evicted by the kubelet, and when?")
+    assert WHEN in q.wants
+    items = [ContextItem("alert:4", "alert", (
+                 "NodeDiskFull (firing, severity critical, service node) since unknown. The "
+                 "kubelet evicts pods below 5% free."), title="NodeDiskFull"),
+             ContextItem("pattern:61", "log_pattern", "WARN pattern, first seen 2026-12-08 09:21 "
+                         "UTC: pod evicted by kubelet on ip-10-52-7-88")]
+    assert _top("Which pods got evicted by the kubelet, and when?", items) == "pattern:61"
+    # any number is not how long: "raised from 10 to 40" is not a wait
+    change = [ContextItem("change:3", "change", "deploy of api 2.84.0 at 2026-01-02 02:00 UTC "
+                          "(5 min before the first alert) by kim@x.io: pool per pod raised from "
+                          "10 to 40.")]
+    assert _top("How long do api pods wait for a pool connection?", change) is None
+    wait = [*change, ContextItem("pattern:6", "log_pattern", "ERROR pattern, first seen "
+                                 "2026-01-02 02:07 UTC: api pod pool timeout after 30000 ms "
+                                 "waiting for a connection")]
+    assert _top("How long do api pods wait for a pool connection?", wait) == "pattern:6"
+
+
+def test_roles_asked_in_other_words() -> None:
+    snap = _small_incident()
+    assert _grounded("Who's handling comms?", snap).lines[0].text == (
+        "No comms lead is assigned yet.")
+    assert _grounded("who is running incident command?", snap).lines[0].text == (
+        "No commander is assigned yet.")
+    assert not any("commander" in line.text
+                   for line in _grounded("Who is running the migration?", snap).lines)

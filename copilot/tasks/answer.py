@@ -202,15 +202,20 @@ def compatible(a: str, b: str) -> bool:
 # -- questions ------------------------------------------------------------------------------
 
 WHO, WHEN, NUMBER, CODE, VERSION = "who", "when", "number", "code", "version"
+DURATION = "duration"
 
 _WANTS = [
     (WHO, re.compile(r"^\W*(who|whom|whose)\b|\bwhich (person|people|engineer|responder)\b")),
     # "when did/was X": a time; "when should we X" asks for a condition, not a time
+    # "which pods were evicted, and when?": a second question at the end
     (WHEN, re.compile(r"^\W*when\s+(did|was|were|is|are|has|have|had|will)\b|\bwhat time\b|"
-                      r"\bhow long ago\b")),
+                      r"\bhow long ago\b|(\band|,)\s+when\W*$")),
     (NUMBER, re.compile(r"\bhow (many|much|long|big|large|high|low|often|fast|slow)\b|"
                         r"\bwhat (percentage|percent|ratio|number|count|rate|share|size|limit)\b|"
                         r"\bnumber of\b")),
+    # "how long do they wait before giving up?": an amount of time ("30000 ms"), not any number;
+    # "how long has it been down?" may also be answered by when it started
+    (DURATION, re.compile(r"\bhow long\b(?! ago)")),
     (CODE, re.compile(r"\b(which|what) (\w+ )?(command|commands|query|queries|promql|sql)\b|"
                       r"\b(command|query) (do|should|can|to)\b")),
     (VERSION, re.compile(r"\b(which|what)( [\w-]+)? (version|build|release)\b|"
@@ -302,6 +307,7 @@ class Question:
         one, see _kind_factor)."""
         return {WHEN: _values(_TIME, self.text),
                 NUMBER: _values(_AMOUNT, _TIME.sub(" ", self.text)),
+                DURATION: _values(_DURATION, self.text),
                 VERSION: _values(_VERSIONISH, self.text)}
 
 
@@ -428,6 +434,7 @@ class Segment:
     code: bool = False
     order: int = 0
     robot: bool = False  # an automatic timeline echo of another record
+    advice: bool = False  # an instruction ("Check recent deploys"): says what to do, not what is
     about: set[str] = field(default_factory=set)  # its document's services, alerts, date
 
 
@@ -493,6 +500,14 @@ def _timeline(item: ContextItem) -> list[Segment]:
             for p in pieces]
 
 
+# An alert's author may add what to do ("Check recent deploys and flag changes before ..."):
+# like a runbook's advice, that says nothing about what happened in this incident.
+_INSTRUCTION = re.compile(r"^(please\s+)?(check|run|verify|confirm|look|see|inspect|"
+                          r"investigate|review|compare|consider|escalate|page|contact|call|"
+                          r"roll|revert|restart|scale|drain|cordon|increase|raise|reduce|lower|"
+                          r"disable|enable|follow|use|avoid|do not|don't|never|make sure|ensure|"
+                          r"try|wait|open|watch|delete|remove|add|apply|set|stop|fail over|"
+                          r"silence|ack|acknowledge)\b", re.IGNORECASE)
 _ALERT_HEAD = re.compile(r"^(.*?\) since (?:\S+ \S+ UTC|unknown))\.\s*(.*)$", re.DOTALL)
 
 
@@ -513,7 +528,9 @@ def _alert(item: ContextItem) -> list[Segment]:
         if sentence in (".", "") or sentence.rstrip(".") == name:
             continue
         shown = sentence if name in sentence else f"{name}: {sentence}"
-        out.append(_seg(item, shown))
+        seg = _seg(item, shown)
+        seg.advice = bool(_INSTRUCTION.match(sentence))
+        out.append(seg)
     for pair in re.split(r",\s+(?=[\w.-]+=)", labels.rstrip(". ")):
         key, _, value = pair.partition("=")
         if value and not key.startswith("__"):
@@ -727,7 +744,13 @@ _EVENTS = re.compile(r"\b(did|was|were|had|has been|have been|since when|so far|
                      r"\b(is|are)\b.{0,40}\b(running|using|serving|reporting|showing)\b|"
                      r"\b(is|are)\b.{0,40}\b(broken|down|affected|impacted|failing|healthy|fine|"
                      r"working|degraded)\b|"
-                     r"\b(who|we) (\w+ed|" + "|".join(sorted(IRREGULAR)) + r")\b")
+                     r"\b(who|we) (\w+ed|" + "|".join(sorted(IRREGULAR)) + r")\b|"
+                     r"\bgot \w+ed\b|"  # "which pods got evicted?"
+                     # "what is eating the disk?", "who is handling comms?": going on now
+                     r"\b(what|who|which \w+) (is|are) (?!(the|a|an|this|that|our|your|its|"
+                     r"their)\b)([\w-]+ )?(?!(thing|nothing|something|anything|string|logging|"
+                     r"setting|warning|ping|during|staging|billing|pricing|routing|caching|"
+                     r"monitoring|alerting|paging|morning|evening)\b)\w{2,}ing\b(?![\w-])")
 
 
 # "Is any other node filling up like ip-10-52-7-88?" asks for another thing of the same kind
@@ -801,6 +824,10 @@ _AMOUNT = re.compile(r"(?<![\w:.-])\d[\d,.]*(?![\d:])(?!-\d\d-)")  # not in AKIA
 # a version: 1.4.2, v3, @r118, 15.4 (but not 11.6 GiB or 14.6%)
 _VERSIONISH = re.compile(r"\b\d+(\.\d+){2,}\b|\b\d+\.\d+\b(?![.\d]|\s*(%|[A-Za-z]))|"
                          r"\bv\d+(\.\d+)*\b|@r?\d+")
+_DURATION = re.compile(r"\b\d[\d,.]*\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|"
+                       r"hrs?|hours?|d|days?|weeks?)\b|\b\d+m\d+s\b|\b(an?|one|half an?) "
+                       r"(second|minute|hour|day|week)\b", re.IGNORECASE)
+_SINCE = re.compile(r"\b(been|since|so far)\b")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 _WHO_WORDS = re.compile(r"\b(team|on-?call|owner|owns|lead|engineer|dbre|sre|assignee|"
                         r"commander|by)\b", re.IGNORECASE)
@@ -899,6 +926,9 @@ def _kind_factor(seg: Segment, question: Question, people: Iterable[str]) -> flo
         return 0.0
     if NUMBER in wants and not _values(_AMOUNT, _TIME.sub(" ", text)) - given[NUMBER]:
         return 0.0
+    if (DURATION in wants and not _values(_DURATION, text) - given[DURATION]
+            and not (_SINCE.search(question.low) and _values(_TIME, text) - given[WHEN])):
+        return 0.0
     if VERSION in wants and not _values(_VERSIONISH, text) - given[VERSION]:
         return 0.0
     if WHO in wants and not _has_person(text, people):
@@ -995,7 +1025,7 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
             continue
         if (only_own and seg.item.kind not in OWN_KINDS
                 or not postmortems_ok and seg.item.kind == "postmortem"
-                or not runbooks_ok and seg.item.kind == "runbook"
+                or not runbooks_ok and (seg.item.kind == "runbook" or seg.advice)
                 or kinds and seg.item.kind not in kinds):
             continue
         if future and not _planned(seg, question):

@@ -160,9 +160,17 @@ class Chat(Task[ChatResult]):
 
 _ROLES = (
     ("commander", "commander",
-     re.compile(r"\b(incident )?commander\b|\bic\b|\bin charge\b|\bwho is (leading|running)\b")),
-    ("tech_lead", "tech lead", re.compile(r"\btech(nical)? lead\b")),
-    ("comms_lead", "comms lead", re.compile(r"\bcomm(s|unications?) lead\b")),
+     re.compile(r"\bincident command(er)?\b|\bcommander\b|\bic\b|\bin charge\b|"
+                r"\bwho is (leading|running) (this|it|things|(the|this) (incident|outage|response|"
+                r"call|bridge|show))\b|\bwho is (leading|running)\W*$")),
+    ("tech_lead", "tech lead",
+     re.compile(r"\btech(nical)? lead\b|\bwho is (leading|running|driving|handling) (the )?"
+                r"(tech|technical|investigation|debugging)\b")),
+    # "who is handling comms?", "who's on customer communications?"
+    ("comms_lead", "comms lead",
+     re.compile(r"\bcomm(s|unications?) lead\b|\bwho is (handling|doing|running|on|leading|"
+                r"owning|covering|writing) (the )?(customer |external |status )?"
+                r"(comms|communications?|status updates?)\b")),
 )
 _ALL_ROLES = re.compile(r"(?<![\w-])roles?\b|\bwho (is|are) (assigned|involved|working on (it|this))\b")
 _PAGED = re.compile(r"\b(paged|on[- ]?call)\b|\b(got|received|get|gets|has|had) (the|a) page\b")
