@@ -769,3 +769,28 @@ def test_roles_asked_in_other_words() -> None:
         "No commander is assigned yet.")
     assert not any("commander" in line.text
                    for line in _grounded("Who is running the migration?", snap).lines)
+
+
+def test_have_we_had_this_before_asks_about_past_incidents_and_shorthand_is_read() -> None:
+    assert "postmortem" in read_question("Have we had the database run out of connections "
+                                         "before? What happened that time?").intents
+    assert "postmortem" not in read_question("Did the errors start before the deploy?").intents
+    advice = [_kb("chunk:rb", "runbook", "Connections saturated",
+                  "Do not raise max_connections as a first response.")]
+    assert _top("Should we just bump the connection limit?", advice) == "chunk:rb"
+    assert _top("Should we bounce the pods?", [_kb(
+        "chunk:rb2", "runbook", "Pods", "Restart the pods one at a time.")]) == "chunk:rb2"
+
+
+def test_a_log_intake_notice_is_not_evidence_and_the_logs_answer_gives_no_times() -> None:
+    """"1031 log lines added" says when logs arrived; the patterns are the evidence."""
+    notice = ContextItem("timeline:3", "timeline", "2026-01-02 04:48 UTC [logs] copilot: 1031 "
+                         "log lines added (50 patterns). Top new or spiking: ERROR ×153 TLS "
+                         "handshake failed for merchants")
+    assert segments(notice) == []
+    snap = _small_incident()
+    assert _grounded("What do the logs show?", snap).lines[0].citations == ["pattern:7"]
+    when = _grounded("When did the errors begin, as far as the logs show?", snap)
+    assert not any(c == "pattern:7" and "lines (" in line.text
+                   for line in when.lines for c in line.citations)
+    assert _grounded("who owns comms?", snap).lines[0].text == "No comms lead is assigned yet."

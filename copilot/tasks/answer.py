@@ -65,6 +65,8 @@ SYNONYMS = {
     "limit": ("max", "maximum"), "expect": ("estimate", "eta"), "eta": ("estimate",),
     # undoing a change is written as its revert or rollback
     "undo": ("revert", "rollback"), "revert": ("rollback",),
+    # operators' shorthand: "bump the limit", "bounce the pods"
+    "bump": ("raise", "increase"), "raise": ("increase",), "bounce": ("restart",),
 }
 
 _SYNONYMS: dict[str, set[str]] = {}  # filled below, by stem
@@ -235,10 +237,13 @@ _INTENT = {
                           r"(should|can|could) (i|we)|fix|mitigat\w*|steps?|procedure|"
                           r"commands?|queries|query|escalat\w*)\b"),
     "postmortem": re.compile(r"\b(postmortems?|previous|past (incidents?|outages?|events?)|"
-                             r"in the past|earlier|similar|history|prior|"
-                             r"last time|before this|ago|january|february|march|april|june|july|"
-                             r"august|september|october|november|december)\b|"
-                             r"(?<![\d-])(19|20)\d\d(?![\d-])"),
+                             r"in the past|earlier|similar|history|prior|last time|"
+                             r"that time|before this|happened before|ago|january|february|"
+                             r"march|april|june|july|august|september|october|november|"
+                             r"december)\b|"
+                             r"(?<![\d-])(19|20)\d\d(?![\d-])|"
+                             # "have we had X before?"
+                             r"^\W*(have|has|had|did)\b[^?]*\bbefore\s*(\?|$)"),
     "timeline": re.compile(r"\b(notes?|noted|reported|responders?|timeline)\b"),
 }
 
@@ -493,6 +498,10 @@ def _timeline(item: ContextItem) -> list[Segment]:
         return [_seg(item, s) for s in split_sentences(item.text)]
     day, hhmm, kind, actor, text = match.groups()
     robot = actor.strip().lower() in _ROBOTS
+    if robot and kind == "logs":
+        # "1031 log lines added": when the logs arrived, not when anything happened; what they
+        # hold is in the log patterns, which are cited instead
+        return []
     who = "" if robot else f", {actor}"
     text = " ".join(text.split()).replace("<*>", "…")
     pieces = [text] if len(text) <= 320 else split_sentences(text)

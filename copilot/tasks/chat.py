@@ -168,8 +168,9 @@ _ROLES = (
                 r"(tech|technical|investigation|debugging)\b")),
     # "who is handling comms?", "who's on customer communications?"
     ("comms_lead", "comms lead",
-     re.compile(r"\bcomm(s|unications?) lead\b|\bwho is (handling|doing|running|on|leading|"
-                r"owning|covering|writing) (the )?(customer |external |status )?"
+     re.compile(r"\bcomm(s|unications?) lead\b|\bwho (is )?(handling|doing|running|on|leading|"
+                r"owning|owns|has|handles|runs|leads|does|covering|writing) (the )?"
+                r"(customer |external |status )?"
                 r"(comms|communications?|status updates?)\b")),
 )
 _ALL_ROLES = re.compile(r"(?<![\w-])roles?\b|\bwho (is|are) (assigned|involved|working on (it|this))\b")
@@ -180,6 +181,7 @@ _OVERVIEW = re.compile(r"^\W*(what'?s?|what is|what are)\s+(happening|going on|t
                        r"catch me up|tl;?dr|sitrep)\b")
 _LOGGED_INOUT = re.compile(r"\blog(ged|s|ging)? (in|out|off|on)\b")
 _STARTS_WH = re.compile(r"^\W*(who|why|how)\b")
+_ASKS_TIME = re.compile(r"^\W*when\b|\bwhat time\b")
 
 # Words a general question about changes, logs or the incident's state may use besides the
 # record's own name; any other content word makes the question specific.
@@ -324,7 +326,8 @@ def _logs(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] | 
     """"What do the logs show?": the two busiest error patterns that are new or spiking (warnings
     when the question asks for them)."""
     question = _LOGGED_INOUT.sub(" ", question)  # "logged out" is not about logs
-    if (_STARTS_WH.match(question) or not set(terms(question)) & _LOG_STEMS
+    # "when did the errors begin, as far as the logs show?" asks for a time, which is not this
+    if (_STARTS_WH.match(question) or _ASKS_TIME.search(question) or not set(terms(question)) & _LOG_STEMS
             or not _only(question, _LOG_STEMS, snap)):
         return None
     warn = bool(re.search(r"\bwarn", question))
