@@ -794,3 +794,26 @@ def test_a_log_intake_notice_is_not_evidence_and_the_logs_answer_gives_no_times(
     assert not any(c == "pattern:7" and "lines (" in line.text
                    for line in when.lines for c in line.citations)
     assert _grounded("who owns comms?", snap).lines[0].text == "No comms lead is assigned yet."
+
+
+def test_how_many_were_done_wants_the_verb_and_a_count_may_be_a_word() -> None:
+    q = read_question("how many pods got evicted off ip-10-52-7-88?")
+    assert q.predicate == "evicted" and NUMBER in q.wants
+    notes = [ContextItem("timeline:1", "timeline", "2026-12-08 09:12 UTC [note] Leila Moradi: "
+                         "ip-10-52-7-88 at 93% used; two pods of notification-service hold 33 GB."),
+             ContextItem("timeline:2", "timeline", "2026-12-08 09:25 UTC [note] Leila Moradi: "
+                         "kubelet evicted both notification-service pods on ip-10-52-7-88.")]
+    assert _top("how many pods got evicted off ip-10-52-7-88?", notes) == "timeline:2"
+
+
+def test_typed_in_a_hurry_and_done_yet_is_not_a_decision_or_a_runbook() -> None:
+    assert expand("r we still evicting keys? can u check") == (
+        "are we still evicting keys? can you check")
+    assert expand("edge-config r1342") == "edge-config r1342"
+    items = [ContextItem("timeline:9", "timeline", "2026-12-04 06:35 UTC [note] Yuki Tanaka: "
+                         "Decision: revert edge-proxy through the pipeline, no hand edits on "
+                         "pods."),
+             _kb("chunk:rb", "runbook", "Config rollback", "Revert edge-proxy through the "
+                 "pipeline; this takes about 90 seconds to reach all pods.")]
+    assert _top("is the edge-proxy revert out on every pod yet?", items) is None
+    assert _top("How long does an edge-proxy revert take to reach all pods?", items) == "chunk:rb"

@@ -311,7 +311,8 @@ class Question:
         """The times, amounts and versions the question itself states (an answer must add
         one, see _kind_factor)."""
         return {WHEN: _values(_TIME, self.text),
-                NUMBER: _values(_AMOUNT, _TIME.sub(" ", self.text)),
+                NUMBER: (_values(_AMOUNT, _TIME.sub(" ", self.text))
+                         | _values(_COUNT_WORD, self.text.lower())),
                 DURATION: _values(_DURATION, self.text),
                 VERSION: _values(_VERSIONISH, self.text)}
 
@@ -329,6 +330,8 @@ _CONTRACTIONS = [
     (re.compile(r"\b(i)['’]m\b", re.IGNORECASE), r"\1 am"),
     # typed in a hurry, without the apostrophe
     (re.compile(r"\b(what|who|where|how)s\b", re.IGNORECASE), r"\1 is"),
+    (re.compile(r"\br(?= (we|they|you|u|the|these|those|there|all|any)\b)", re.IGNORECASE), "are"),
+    (re.compile(r"\bu(?=[\s?!.,]|$)", re.IGNORECASE), "you"),
 ]
 
 
@@ -383,6 +386,11 @@ def _predicate(low: str) -> str | None:
                      r"([a-z]+(?:ed|en))\W*$", low)
     if match and match.group(3) not in STOP:
         return match.group(3)
+    # "how many pods got evicted off the node?": a count of what was evicted, not of anything
+    match = re.match(r"^\W*how many\b[^?]*?\b(got|get|were|was|have been|has been|had been)\s+"
+                     r"([a-z]+ed|" + "|".join(sorted(IRREGULAR)) + r")\b", low)
+    if match and match.group(2) not in STOP:
+        return match.group(2)
     if (len(words) > 2 and words[0] in ("did", "does", "do", "has", "have", "had")
             and words[1] in _SOMEONE and words[2] not in STOP and words[2] not in LIGHT):
         return words[2]  # "did anyone review it?": the verb follows the subject
@@ -811,13 +819,15 @@ _PLANNED = re.compile(r"\b(estimat\w*|expect\w*|eta|plan(s|ned)?|scheduled|targe
 # record of X as a plan or a request is not an answer.
 _DONE_YET = re.compile(r"^\W*(has|have|had)\b.*\b(been|\w+ed|done|made)\b|\byet\b|"
                        r"^\W*(is|are)\b.*\b(now|currently|already|still)\b")
+# ("Decision: revert through the pipeline" does not say the revert is out.)
 # Its action is the participle ("been rotated", "rolled back") or what was to be finished
 # ("finished rotating"); a piece answers it only by saying the action was done ("rotated"),
 # not that it was asked for ("asked them to rotate it").
 _FINISHING = re.compile(r"\b(?:finish|finished|complete|completed|done|stop|stopped)\s+"
                         r"([a-z]+ing)\b")
-_PLAN_ONLY = re.compile(r"\b(next( steps?)?:|follow[- ]?ups?:|(will|plans? to|planned|going to|"
-                        r"to do|todo|should|asked|requested|pending|waiting (on|for))\b)",
+_PLAN_ONLY = re.compile(r"\b(next( steps?)?:|follow[- ]?ups?:|decision:|(will|plans? to|planned|going to|"
+                        r"to do|todo|should|asked|requested|pending|waiting (on|for)|"
+                        r"decided|agreed to)\b)",
                         re.IGNORECASE)
 # A note's own time ("14:10 UTC, Kim Park: ...") is when it was written, not a time it states.
 _OWN_STAMP = re.compile(r"^\s*(\d{4}-\d{2}-\d{2} )?\d{1,2}:\d{2}( UTC)?,? [^:]{0,60}:\s*")
@@ -836,6 +846,10 @@ _VERSIONISH = re.compile(r"\b\d+(\.\d+){2,}\b|\b\d+\.\d+\b(?![.\d]|\s*(%|[A-Za-z
 _DURATION = re.compile(r"\b\d[\d,.]*\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|"
                        r"hrs?|hours?|d|days?|weeks?)\b|\b\d+m\d+s\b|\b(an?|one|half an?) "
                        r"(second|minute|hour|day|week)\b", re.IGNORECASE)
+# a count written as a word: "evicted both notification-service pods"
+_COUNT_WORD = re.compile(r"\b(both|none|no one|nobody|twice|two|three|four|five|six|"
+                         r"seven|eight|nine|ten|eleven|twelve|a dozen|dozens|hundreds|"
+                         r"thousands)\b")
 _SINCE = re.compile(r"\b(been|since|so far)\b")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 _WHO_WORDS = re.compile(r"\b(team|on-?call|owner|owns|lead|engineer|dbre|sre|assignee|"
@@ -933,7 +947,8 @@ def _kind_factor(seg: Segment, question: Question, people: Iterable[str]) -> flo
     text, wants, given = seg.text, question.wants, question.given
     if WHEN in wants and not _values(_TIME, text) - given[WHEN]:
         return 0.0
-    if NUMBER in wants and not _values(_AMOUNT, _TIME.sub(" ", text)) - given[NUMBER]:
+    if NUMBER in wants and not (_values(_AMOUNT, _TIME.sub(" ", text)) - given[NUMBER]
+                                or _values(_COUNT_WORD, text.lower()) - given[NUMBER]):
         return 0.0
     if (DURATION in wants and not _values(_DURATION, text) - given[DURATION]
             and not (_SINCE.search(question.low) and _values(_TIME, text) - given[WHEN])):
@@ -1005,10 +1020,11 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     only_own = own and bool(_THIS_INCIDENT.search(question.low))
     kinds = named_kinds(question.low)
     postmortems_ok = "postmortem" in question.intents or "postmortem" in kinds
-    runbooks_ok = "runbook" in kinds or not about_events(question.low)
     past = bool(_PAST.search(question.low))
     advice = bool(_ADVICE.search(question.low))
     done_yet = not future and bool(_DONE_YET.search(question.low))
+    # "is the revert out on every pod yet?" is about this incident, which no runbook records
+    runbooks_ok = "runbook" in kinds or not (about_events(question.low) or done_yet)
     action = _done_action(question.low) if done_yet else None
     total = sum(s.weight for s in question.slots)
     people = list(people)
