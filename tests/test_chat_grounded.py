@@ -26,6 +26,7 @@ from copilot.tasks.answer import (
     expand,
     extract_answer,
     forms,
+    named_kinds,
     read_question,
     segments,
     stem,
@@ -817,3 +818,31 @@ def test_typed_in_a_hurry_and_done_yet_is_not_a_decision_or_a_runbook() -> None:
                  "pipeline; this takes about 90 seconds to reach all pods.")]
     assert _top("is the edge-proxy revert out on every pod yet?", items) is None
     assert _top("How long does an edge-proxy revert take to reach all pods?", items) == "chunk:rb"
+
+
+def test_should_we_x_wants_x_and_before_that_time_names_the_postmortems() -> None:
+    assert read_question("Should we just bump max_connections?").predicate == "bump"
+    alert_rule = [_kb("chunk:rb", "runbook", "Connections saturated",
+                      "The alert fires when connections pass 90% of max_connections.")]
+    assert _top("Should we just bump max_connections?", alert_rule) is None
+    assert named_kinds("Has the cert expired before? What was behind it that time?") == {
+        "postmortem"}
+    assert named_kinds("What happened at 14:03?") == set()
+    alert = [ContextItem("alert:7", "alert", "CertExpired (firing, severity critical, service "
+                         "edge) since 2026-12-04 06:19 UTC. api.example.com is serving a "
+                         "certificate that expired.", title="CertExpired")]
+    assert _top("Has api.example.com served an expired certificate before?", alert) is None
+
+
+def test_an_alerts_instruction_answers_only_advice_and_shorthand_is_read() -> None:
+    alert = ContextItem("alert:6", "alert", (
+        "CacheMemoryHigh (firing, severity warning, service cache) since 2026-01-02 03:04 UTC. "
+        "Check recent deploys and flag changes before treating this as organic growth."),
+        title="CacheMemoryHigh")
+    assert _top("Which flag change grew the cache, and who made it?", [alert]) is None
+    assert about_events("What flag change filled up redis?")
+    assert about_events("what caused this?")
+    assert not about_events("What does the runbook say about raising maxmemory?")
+    assert expand("ledger db conn count rn vs the limit?") == (
+        "ledger db conn count right now and the limit?")
+    assert stem("connection") in read_question("conns?").slots[0].stems

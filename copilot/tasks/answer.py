@@ -67,6 +67,8 @@ SYNONYMS = {
     "undo": ("revert", "rollback"), "revert": ("rollback",),
     # operators' shorthand: "bump the limit", "bounce the pods"
     "bump": ("raise", "increase"), "raise": ("increase",), "bounce": ("restart",),
+    "conn": ("connection",), "dup": ("duplicate",), "cfg": ("config",), "msg": ("message",),
+    "mem": ("memory",), "req": ("request",),
 }
 
 _SYNONYMS: dict[str, set[str]] = {}  # filled below, by stem
@@ -91,7 +93,7 @@ IRREGULAR = {past: verb for verb, pasts in {
     "fight": "fought", "fly": "flew flown", "forget": "forgot forgotten", "freeze": "froze frozen",
     "give": "gave given", "go": "went gone", "grow": "grew grown", "hang": "hung",
     "hear": "heard", "hide": "hid hidden", "hold": "held", "keep": "kept", "know": "knew known",
-    "lead": "led", "lose": "lost", "mean": "meant", "meet": "met", "overwrite": "overwrote",
+    "lead": "led", "lose": "lost", "make": "made", "mean": "meant", "meet": "met", "overwrite": "overwrote",
     "pay": "paid", "rerun": "reran", "rewrite": "rewrote rewritten", "ring": "rang rung",
     "rise": "rose risen", "run": "ran", "send": "sent", "shoot": "shot", "shrink": "shrank",
     "sink": "sank sunk", "sleep": "slept", "slide": "slid", "speak": "spoke spoken",
@@ -332,6 +334,8 @@ _CONTRACTIONS = [
     (re.compile(r"\b(what|who|where|how)s\b", re.IGNORECASE), r"\1 is"),
     (re.compile(r"\br(?= (we|they|you|u|the|these|those|there|all|any)\b)", re.IGNORECASE), "are"),
     (re.compile(r"\bu(?=[\s?!.,]|$)", re.IGNORECASE), "you"),
+    (re.compile(r"\brn\b", re.IGNORECASE), "right now"),
+    (re.compile(r"\b(vs\.?|versus)(?=\s)", re.IGNORECASE), "and"),
 ]
 
 
@@ -386,6 +390,11 @@ def _predicate(low: str) -> str | None:
                      r"([a-z]+(?:ed|en))\W*$", low)
     if match and match.group(3) not in STOP:
         return match.group(3)
+    # "should we just bump max_connections?" is answered by what is said about bumping it
+    match = re.match(r"^\W*(should|can|could|shall) (we|i) (just |simply |still |safely )?"
+                     r"([a-z]+)\b", low)
+    if match and match.group(4) not in STOP and match.group(4) not in LIGHT:
+        return match.group(4)
     # "how many pods got evicted off the node?": a count of what was evicted, not of anything
     match = re.match(r"^\W*how many\b[^?]*?\b(got|get|were|was|have been|has been|had been)\s+"
                      r"([a-z]+ed|" + "|".join(sorted(IRREGULAR)) + r")\b", low)
@@ -763,6 +772,10 @@ _EVENTS = re.compile(r"\b(did|was|were|had|has been|have been|since when|so far|
                      r"working|degraded)\b|"
                      r"\b(who|we) (\w+ed|" + "|".join(sorted(IRREGULAR)) + r")\b|"
                      r"\bgot \w+ed\b|"  # "which pods got evicted?"
+                     # "what flag change filled up redis?", "what caused this?"
+                     r"^\W*(what|which) ((?!(is|are|was|were|does|do|did|has|have|had|should|"
+                     r"can|could|would|will)\b)[\w-]+ ){0,2}(\w{3,}ed|" + "|".join(sorted(IRREGULAR))
+                     + r")\b(?! by\b)|"
                      # "what is eating the disk?", "who is handling comms?": going on now
                      r"\b(what|who|which \w+) (is|are) (?!(the|a|an|this|that|our|your|its|"
                      r"their)\b)([\w-]+ )?(?!(thing|nothing|something|anything|string|logging|"
@@ -860,7 +873,10 @@ _WHO_WORDS = re.compile(r"\b(team|on-?call|owner|owns|lead|engineer|dbre|sre|ass
 # answered from that kind only: a matching alert is not the runbook it asked for.
 _NAMED_KINDS = {
     ("runbook",): re.compile(r"\b(runbooks?|playbooks?)\b"),
-    ("postmortem",): re.compile(r"\b(post-?mortems?|past incidents?|previous incidents?)\b"),
+    # "has this happened before? what fixed it that time?" is only about past incidents
+    ("postmortem",): re.compile(r"\b(post-?mortems?|past incidents?|previous incidents?|"
+                                r"happened before|that time|last time)\b|"
+                                r"^\W*(have|has|had|did)\b[^?]*\bbefore\s*(\?|$)"),
     ("log_pattern", "log"): re.compile(r"\b(in|from) the ([\w-]+ )?logs?\b|"
                                        r"\blog (lines?|messages?)\b|"
                                        r"\b(logging|logged)\b(?! (in|out|off|on)\b)"),
@@ -1053,6 +1069,8 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
                 or not runbooks_ok and (seg.item.kind == "runbook" or seg.advice)
                 or kinds and seg.item.kind not in kinds):
             continue
+        if seg.advice and not (advice or "alert" in question.intents):
+            continue  # an alert's instruction answers what to do, not what happened
         if future and not _planned(seg, question):
             continue
         if done_yet and (_PLAN_ONLY.search(seg.text)
