@@ -846,3 +846,24 @@ def test_an_alerts_instruction_answers_only_advice_and_shorthand_is_read() -> No
     assert expand("ledger db conn count rn vs the limit?") == (
         "ledger db conn count right now and the limit?")
     assert stem("connection") in read_question("conns?").slots[0].stems
+
+
+def test_pointers_consequences_other_months_and_expected_dates_answer_nothing() -> None:
+    pointer = [_kb("chunk:pm", "postmortem", "Cache flag evictions",
+                   "See rb-redis-memory-evictions and rb-feature-flag-rollback.")]
+    assert _top("Has a cache flag caused redis evictions before?", pointer) is None
+    consequence = [ContextItem("alert:5", "alert", (
+        "QueueBacklog (firing, severity critical, service worker) since 2026-12-01 00:20 UTC. "
+        "Invoices due in the 00:00-06:00 UTC window will be late unless the backlog is worked "
+        "off."), title="QueueBacklog")]
+    assert _top("When do we expect the backlog to be worked off?", consequence,
+                future=True) is None
+    assert about_future("When is the dedicated noeviction Redis going live?")
+    assert about_future("When is LUM-2563 expected to ship?")
+    march = [ContextItem("chunk:pm", "postmortem", "Month-end backlog — Timeline\nThe 1 March "
+                         "billing run put 1.9 million messages on the queue.",
+                         title="Month-end backlog", meta={"date": "2025-03-01"})]
+    assert _top("How many messages did the billing run put on the queue in March?",
+                march) == "chunk:pm"
+    assert _top("How many messages did the November 1 billing run put on the queue?",
+                march) is None

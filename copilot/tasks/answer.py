@@ -598,6 +598,9 @@ def _pattern(item: ContextItem) -> list[Segment]:
 
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
            "October", "November", "December")
+# "may" is more often the verb than the month
+_MONTH_WORDS = frozenset(m.lower() for m in _MONTHS) - {"may"}
+_MONTH_STEMS = frozenset(stem(m) for m in _MONTH_WORDS)
 
 
 def _about(item: ContextItem) -> str:
@@ -788,8 +791,9 @@ _EVENTS = re.compile(r"\b(did|was|were|had|has been|have been|since when|so far|
 # not answer it ("the other node that is filling up, ip-10-52-3-14" names the one it asks about).
 _OTHER = re.compile(r"\b(other|another|else)\b.*?\b(like|than|as)\b(.*)$|"
                     r"\b(besides|apart from|aside from|except( for)?)\b(.*)$")
-# A question in the evidence (a runbook's checklist) answers nothing.
-_ASKS = re.compile(r"\?[\s\"'`)*]*$")
+# A question in the evidence (a runbook's checklist) answers nothing, nor does a pointer to
+# other documents ("See rb-redis-memory-evictions and rb-feature-flag-rollback.").
+_ASKS = re.compile(r"\?[\s\"'`)*]*$|^\W*(see( also)?|refer to|cf\.?)\s", re.IGNORECASE)
 
 
 def _shape(token: str) -> str:
@@ -824,7 +828,8 @@ _PAST = re.compile(r"\b(did|was|were|had)\b")
 # A question about the future (a plan, a prediction) is not in records of what happened;
 # "what happens if ..." and "what will happen when ..." ask for a runbook's conditions.
 _FUTURE = re.compile(r"\b(will|going to|gonna|plan(s|ned)? to|next (week|month|quarter|year|"
-                     r"sprint|release)|tomorrow|eta|scheduled)\b")
+                     r"sprint|release)|tomorrow|eta|scheduled|expected to|going live)\b|"
+                     r"\b(is|are)\b[^?]*\b(shipping|landing|launching)\b")
 # What the records can say of the future: a stated plan or estimate.
 _PLANNED = re.compile(r"\b(estimat\w*|expect\w*|eta|plan(s|ned)?|scheduled|targets?|will|"
                       r"going to|next)\b", re.IGNORECASE)
@@ -900,8 +905,17 @@ def named_kinds(question: str) -> set[str]:
     return {k for kinds, rx in _NAMED_KINDS.items() if rx.search(low) for k in kinds}
 
 
+# "Invoices will be late unless the backlog is worked off" foretells a consequence; it is not
+# an estimate of when the backlog will be worked off.
+_ESTIMATE = re.compile(r"\b(estimat\w*|expect\w*|eta|plan(s|ned)?|scheduled|targets?)\b",
+                       re.IGNORECASE)
+_IF = re.compile(r"\b(unless|if|until|otherwise)\b", re.IGNORECASE)
+
+
 def _planned(seg: Segment, question: Question) -> bool:
     text = _OWN_STAMP.sub("", seg.text, count=1)
+    if _IF.search(text) and not _ESTIMATE.search(text):
+        return False
     return bool(_PLANNED.search(text)) and (WHEN not in question.wants
                                             or bool(_TIME.search(text)))
 
@@ -1045,6 +1059,7 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     total = sum(s.weight for s in question.slots)
     people = list(people)
     implied = {f for name in services for f in text_forms(name)}
+    months = {stem(w) for w in re.findall(r"[a-z]+", question.low) if w in _MONTH_WORDS}
     contrast = _OTHER.search(question.text)
     other = [t for t in tokens(contrast.group(3) or contrast.group(6) or "")
              if _SEPARATORS.search(t) or any(c.isdigit() for c in t)] if contrast else []
@@ -1071,6 +1086,8 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
             continue
         if seg.advice and not (advice or "alert" in question.intents):
             continue  # an alert's instruction answers what to do, not what happened
+        if months and seg.about & _MONTH_STEMS and not seg.about & months:
+            continue  # "the November 1 billing run" is not the March one
         if future and not _planned(seg, question):
             continue
         if done_yet and (_PLAN_ONLY.search(seg.text)
