@@ -860,6 +860,7 @@ def test_pointers_consequences_other_months_and_expected_dates_answer_nothing() 
                 future=True) is None
     assert about_future("When is the dedicated noeviction Redis going live?")
     assert about_future("When is LUM-2563 expected to ship?")
+    assert about_future("When do we expect the backlog to be worked off?")
     march = [ContextItem("chunk:pm", "postmortem", "Month-end backlog — Timeline\nThe 1 March "
                          "billing run put 1.9 million messages on the queue.",
                          title="Month-end backlog", meta={"date": "2025-03-01"})]

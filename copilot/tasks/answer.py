@@ -256,7 +256,9 @@ SECTION_CUES = {
     "Escalation": re.compile(r"\b(escalat\w*|who (should|do) (i|we) (page|call|contact)|"
                              r"who owns)\b"),
     "Root cause": re.compile(r"\b(root cause|why did|why was|why were)\b"),
-    "Resolution": re.compile(r"\b(resolved|resolution|how was .* (fixed|resolved|mitigated))\b"),
+    "Resolution": re.compile(r"\b(resolved|resolution|how was .* (fixed|resolved|mitigated)|"
+                             r"what (fixed|resolved|mitigated|ended|stopped) it|"
+                             r"(got|get|getting) (us )?out of (it|this|that))\b"),
     "Action items": re.compile(r"\b(action items?|follow[- ]?ups?|prevent\w*)\b"),
 }
 
@@ -828,7 +830,7 @@ _PAST = re.compile(r"\b(did|was|were|had)\b")
 # A question about the future (a plan, a prediction) is not in records of what happened;
 # "what happens if ..." and "what will happen when ..." ask for a runbook's conditions.
 _FUTURE = re.compile(r"\b(will|going to|gonna|plan(s|ned)? to|next (week|month|quarter|year|"
-                     r"sprint|release)|tomorrow|eta|scheduled|expected to|going live)\b|"
+                     r"sprint|release)|tomorrow|eta|scheduled|expect(ed|ing)?|going live)\b|"
                      r"\b(is|are)\b[^?]*\b(shipping|landing|launching)\b")
 # What the records can say of the future: a stated plan or estimate.
 _PLANNED = re.compile(r"\b(estimat\w*|expect\w*|eta|plan(s|ned)?|scheduled|targets?|will|"
