@@ -868,3 +868,18 @@ def test_pointers_consequences_other_months_and_expected_dates_answer_nothing() 
                 march) == "chunk:pm"
     assert _top("How many messages did the November 1 billing run put on the queue?",
                 march) is None
+
+
+def test_a_label_before_the_question_and_a_url_password_that_looks_like_an_email() -> None:
+    assert expand("For the status update: have any emails been dropped?") == (
+        "have any emails been dropped?")
+    assert expand("ledger-db: how many connections?") == "ledger-db: how many connections?"
+    assert about_events("Comms question: are invoices just late?")
+    line = [ContextItem("pattern:1", "log_pattern", "WARN pattern, first seen 2026-12-15 13:22 "
+                        "UTC: redis client reconnecting to redis://default:Rc4che@redis-cache-0"
+                        ".redis.lumenfield.internal:6379/0 after command timeouts")]
+    assert _top("who is paged for the redis client timeouts?", line) is None
+    snap = _small_incident()
+    assert _grounded("who's commanding?", snap).lines[0].text == "No commander is assigned yet."
+    from copilot.tasks.answer import SECTION_CUES
+    assert SECTION_CUES["Root cause"].search("what broke renewal that time?")

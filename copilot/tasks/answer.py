@@ -255,7 +255,8 @@ SECTION_CUES = {
                              r"what do (i|we) do|first step|next step|steps? to)\b"),
     "Escalation": re.compile(r"\b(escalat\w*|who (should|do) (i|we) (page|call|contact)|"
                              r"who owns)\b"),
-    "Root cause": re.compile(r"\b(root cause|why did|why was|why were)\b"),
+    "Root cause": re.compile(r"\b(root cause|why did|why was|why were|"
+                             r"what (caused|triggered|broke|was behind)|behind it)\b"),
     "Resolution": re.compile(r"\b(resolved|resolution|how was .* (fixed|resolved|mitigated)|"
                              r"what (fixed|resolved|mitigated|ended|stopped) it|"
                              r"(got|get|getting) (us )?out of (it|this|that))\b"),
@@ -341,9 +342,16 @@ _CONTRACTIONS = [
 ]
 
 
+# "For the status update: have any emails been dropped?": the label says what the answer is
+# for, not what it is about, and the question proper follows it.
+_LABEL = re.compile(r"^\W*(for (the |a |our )?[\w -]{1,30}|re|q|quick q(uestion)?|question|"
+                    r"[\w-]+ question|fyi|context)\s*:\s+(?=\S)", re.IGNORECASE)
+
+
 def expand(text: str) -> str:
     """"Who's running it?" reads as "who is running it?", "we're" as "we are", "don't" as "do
     not" (the rules match the long form; a clipped "re" or "ve" is not a word to look for)."""
+    text = _LABEL.sub("", text, count=1)
     for rx, long in _CONTRACTIONS:
         text = rx.sub(long, text)
     return text
@@ -774,7 +782,8 @@ _EVENTS = re.compile(r"\b(did|was|were|had|has been|have been|since when|so far|
                      r"\b(we|they) (are|were) \w+ing\b|"
                      r"\b(is|are)\b.{0,40}\b(running|using|serving|reporting|showing)\b|"
                      r"\b(is|are)\b.{0,40}\b(broken|down|affected|impacted|failing|healthy|fine|"
-                     r"working|degraded)\b|"
+                     r"working|degraded|late|delayed|lost|stuck|slow|behind|missing|"
+                     r"duplicated)\b|"
                      r"\b(who|we) (\w+ed|" + "|".join(sorted(IRREGULAR)) + r")\b|"
                      r"\bgot \w+ed\b|"  # "which pods got evicted?"
                      # "what flag change filled up redis?", "what caused this?"
@@ -871,7 +880,8 @@ _COUNT_WORD = re.compile(r"\b(both|none|no one|nobody|twice|two|three|four|five|
                          r"seven|eight|nine|ten|eleven|twelve|a dozen|dozens|hundreds|"
                          r"thousands)\b")
 _SINCE = re.compile(r"\b(been|since|so far)\b")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
+# (not the user and password of a URL: redis://default:secret@host is nobody)
+_EMAIL = re.compile(r"(?<![\w.+:/-])[\w.+-]+@[\w-]+\.[\w.]+")
 _WHO_WORDS = re.compile(r"\b(team|on-?call|owner|owns|lead|engineer|dbre|sre|assignee|"
                         r"commander|by)\b", re.IGNORECASE)
 

@@ -160,7 +160,7 @@ class Chat(Task[ChatResult]):
 
 _ROLES = (
     ("commander", "commander",
-     re.compile(r"\bincident command(er)?\b|\bcommander\b|\bic\b|\bin charge\b|"
+     re.compile(r"\bincident command(er)?\b|\bcommander\b|\bcommanding\b|\bic\b|\bin charge\b|"
                 r"\bwho is (leading|running) (this|it|things|(the|this) (incident|outage|response|"
                 r"call|bridge|show))\b|\bwho is (leading|running)\W*$")),
     ("tech_lead", "tech lead",
