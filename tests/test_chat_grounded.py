@@ -883,3 +883,13 @@ def test_a_label_before_the_question_and_a_url_password_that_looks_like_an_email
     assert _grounded("who's commanding?", snap).lines[0].text == "No commander is assigned yet."
     from copilot.tasks.answer import SECTION_CUES
     assert SECTION_CUES["Root cause"].search("what broke renewal that time?")
+
+
+def test_a_check_still_pending_says_nothing_of_its_result() -> None:
+    note = [ContextItem("timeline:57", "timeline", "2026-12-15 13:31 UTC [note] Ines Duarte: "
+                        "Because idem keys are being evicted we treat duplicate charges as "
+                        "possible until payments-core has checked.")]
+    assert _top("What did the payments-core duplicate charges check find?", note) is None
+    assert _top("have payments-core found any duplicate charges yet?", note) is None
+    assert _top("Why do we treat duplicate charges as possible?", note) == "timeline:57"
+    assert named_kinds("Did that come out of an earlier incident?") == {"postmortem"}

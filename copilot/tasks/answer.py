@@ -858,6 +858,10 @@ _PLAN_ONLY = re.compile(r"\b(next( steps?)?:|follow[- ]?ups?:|decision:|(will|pl
                         r"to do|todo|should|asked|requested|pending|waiting (on|for)|"
                         r"decided|agreed to)\b)",
                         re.IGNORECASE)
+# "We treat duplicate charges as possible until payments-core has checked" says the check has
+# not happened: it does not say what the check found, nor that it is done.
+_PENDING = re.compile(r"\b(until|till|before)\b[^.;]{0,60}\b(has|have)\s+(been\s+)?"
+                      r"([a-z]+ed|" + "|".join(sorted(IRREGULAR)) + r")\b", re.IGNORECASE)
 # A note's own time ("14:10 UTC, Kim Park: ...") is when it was written, not a time it states.
 _OWN_STAMP = re.compile(r"^\s*(\d{4}-\d{2}-\d{2} )?\d{1,2}:\d{2}( UTC)?,? [^:]{0,60}:\s*")
 _CONDITION = re.compile(r"\b(if|once|unless|whenever)\b|\S.*\bwhen\b")
@@ -891,8 +895,8 @@ _WHO_WORDS = re.compile(r"\b(team|on-?call|owner|owns|lead|engineer|dbre|sre|ass
 _NAMED_KINDS = {
     ("runbook",): re.compile(r"\b(runbooks?|playbooks?)\b"),
     # "has this happened before? what fixed it that time?" is only about past incidents
-    ("postmortem",): re.compile(r"\b(post-?mortems?|past incidents?|previous incidents?|"
-                                r"happened before|that time|last time)\b|"
+    ("postmortem",): re.compile(r"\b(post-?mortems?|(past|previous|earlier|prior|older) "
+                                r"(incidents?|outages?)|happened before|that time|last time)\b|"
                                 r"^\W*(have|has|had|did)\b[^?]*\bbefore\s*(\?|$)"),
     ("log_pattern", "log"): re.compile(r"\b(in|from) the ([\w-]+ )?logs?\b|"
                                        r"\blog (lines?|messages?)\b|"
@@ -1101,6 +1105,8 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
         if months and seg.about & _MONTH_STEMS and not seg.about & months:
             continue  # "the November 1 billing run" is not the March one
         if future and not _planned(seg, question):
+            continue
+        if (done_yet or past) and _PENDING.search(seg.text):
             continue
         if done_yet and (_PLAN_ONLY.search(seg.text)
                          or action is not None and not _says_done(seg.text, action)):
