@@ -893,3 +893,18 @@ def test_a_check_still_pending_says_nothing_of_its_result() -> None:
     assert _top("have payments-core found any duplicate charges yet?", note) is None
     assert _top("Why do we treat duplicate charges as possible?", note) == "timeline:57"
     assert named_kinds("Did that come out of an earlier incident?") == {"postmortem"}
+
+
+def test_a_statement_before_the_question_adds_words_not_the_kind_of_question() -> None:
+    q = read_question("Support here: merchants report emails arriving late. Have any "
+                      "notifications been dropped for good?")
+    assert q.ask == "have any notifications been dropped for good?"
+    assert q.predicate == "dropped"
+    advice = [_kb("chunk:rb", "runbook", "Consumer lag",
+                  "Side effects are delayed: notifications and emails arrive late, nothing is "
+                  "dropped.")]
+    assert _top("Merchants report emails arriving late. Have any notifications been dropped?",
+                advice) is None
+    card = [_kb("chunk:rb2", "runbook", "Processor outage", "Some card brands and 3-D Secure "
+                "flows keep failing for EUR merchants.")]
+    assert _top("What is the failure rate for EUR merchants?", card) is None

@@ -312,6 +312,13 @@ class Question:
         return self.text.lower()
 
     @cached_property
+    def ask(self) -> str:
+        """The question proper, lower-cased: "merchants say confirming keeps failing. what is
+        the failure rate?" asks "what is the failure rate?" (the statement before it adds
+        words to look for, not what kind of answer is wanted)."""
+        return asking_part(self.low)
+
+    @cached_property
     def given(self) -> dict[str, set[str]]:
         """The times, amounts and versions the question itself states (an answer must add
         one, see _kind_factor)."""
@@ -357,11 +364,22 @@ def expand(text: str) -> str:
     return text
 
 
+_STATEMENT_END = re.compile(r"(?<=[.!:])\s+")
+
+
+def asking_part(low: str) -> str:
+    """From the first sentence with a question mark on, when statements come before it."""
+    parts = _STATEMENT_END.split(low.strip())
+    first = next((n for n, p in enumerate(parts) if "?" in p), 0)
+    return " ".join(parts[first:])
+
+
 def read_question(text: str) -> Question:
     text = expand(text)
     low = text.lower().strip()
-    wants = {kind for kind, rx in _WANTS if rx.search(low)}
-    intents = {kind for kind, rx in _INTENT.items() if rx.search(low)}
+    ask = asking_part(low)
+    wants = {kind for kind, rx in _WANTS if rx.search(ask)}
+    intents = {kind for kind, rx in _INTENT.items() if rx.search(low) or rx.search(ask)}
     # "when did X start?" asks for X's earliest record (see _by_time): the onset word is the
     # question's own, like "when", and the record need not say it
     asking = _ONSET_WORDS if WHEN in wants and _ONSET.search(low) else frozenset()
@@ -385,7 +403,7 @@ def read_question(text: str) -> Question:
                 or (n > 0 and token[:1].isupper() and word not in _MONTHS_DAYS))
         numbered = bool(parts) and any(c.isdigit() for c in token)
         slots.append(Slot(word, stems, parts, name=name, numbered=numbered))
-    return Question(text, slots, wants, intents, _predicate(low), _focus(low))
+    return Question(text, slots, wants, intents, _predicate(ask), _focus(ask))
 
 
 def _predicate(low: str) -> str | None:
@@ -872,7 +890,8 @@ number total amount size limit level value duration latency threshold usage util
 capacity"""))
 _TIME = re.compile(r"\b\d{1,2}:\d{2}\b|\b\d{4}-\d{2}-\d{2}\b|\bmin (before|after)\b")
 # a count or amount: a number that is not part of a clock time or a date
-_AMOUNT = re.compile(r"(?<![\w:.-])\d[\d,.]*(?![\d:])(?!-\d\d-)")  # not in AKIA4F7Q or c41e9a0
+# (not in AKIA4F7Q or c41e9a0, nor the 3 of "3-D Secure")
+_AMOUNT = re.compile(r"(?<![\w:.-])\d[\d,.]*(?![\d:])(?!-\d\d-)(?!-[A-Za-z])")
 # a version: 1.4.2, v3, @r118, 15.4 (but not 11.6 GiB or 14.6%)
 _VERSIONISH = re.compile(r"\b\d+(\.\d+){2,}\b|\b\d+\.\d+\b(?![.\d]|\s*(%|[A-Za-z]))|"
                          r"\bv\d+(\.\d+)*\b|@r?\d+")
@@ -1066,12 +1085,13 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     only_own = own and bool(_THIS_INCIDENT.search(question.low))
     kinds = named_kinds(question.low)
     postmortems_ok = "postmortem" in question.intents or "postmortem" in kinds
-    past = bool(_PAST.search(question.low))
-    advice = bool(_ADVICE.search(question.low))
-    done_yet = not future and bool(_DONE_YET.search(question.low))
+    ask = question.ask
+    past = bool(_PAST.search(ask))
+    advice = bool(_ADVICE.search(ask))
+    done_yet = not future and bool(_DONE_YET.search(ask))
     # "is the revert out on every pod yet?" is about this incident, which no runbook records
-    runbooks_ok = "runbook" in kinds or not (about_events(question.low) or done_yet)
-    action = _done_action(question.low) if done_yet else None
+    runbooks_ok = "runbook" in kinds or not (about_events(ask) or done_yet)
+    action = _done_action(ask) if done_yet else None
     total = sum(s.weight for s in question.slots)
     people = list(people)
     implied = {f for name in services for f in text_forms(name)}
