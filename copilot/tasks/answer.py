@@ -93,7 +93,8 @@ IRREGULAR = {past: verb for verb, pasts in {
     "fight": "fought", "fly": "flew flown", "forget": "forgot forgotten", "freeze": "froze frozen",
     "give": "gave given", "go": "went gone", "grow": "grew grown", "hang": "hung",
     "hear": "heard", "hide": "hid hidden", "hold": "held", "keep": "kept", "know": "knew known",
-    "lead": "led", "lose": "lost", "make": "made", "mean": "meant", "meet": "met", "overwrite": "overwrote",
+    "lead": "led", "lose": "lost", "make": "made", "mean": "meant", "meet": "met",
+    "overwrite": "overwrote",
     "pay": "paid", "rerun": "reran", "rewrite": "rewrote rewritten", "ring": "rang rung",
     "rise": "rose risen", "run": "ran", "send": "sent", "shoot": "shot", "shrink": "shrank",
     "sink": "sank sunk", "sleep": "slept", "slide": "slid", "speak": "spoke spoken",
@@ -806,8 +807,8 @@ _EVENTS = re.compile(r"\b(did|was|were|had|has been|have been|since when|so far|
                      r"\bgot \w+ed\b|"  # "which pods got evicted?"
                      # "what flag change filled up redis?", "what caused this?"
                      r"^\W*(what|which) ((?!(is|are|was|were|does|do|did|has|have|had|should|"
-                     r"can|could|would|will)\b)[\w-]+ ){0,2}(\w{3,}ed|" + "|".join(sorted(IRREGULAR))
-                     + r")\b(?! by\b)|"
+                     r"can|could|would|will)\b)[\w-]+ ){0,2}(\w{3,}ed|"
+                     + "|".join(sorted(IRREGULAR)) + r")\b(?! by\b)|"
                      # "what is eating the disk?", "who is handling comms?": going on now
                      r"\b(what|who|which \w+) (is|are) (?!(the|a|an|this|that|our|your|its|"
                      r"their)\b)([\w-]+ )?(?!(thing|nothing|something|anything|string|logging|"
@@ -872,8 +873,8 @@ _DONE_YET = re.compile(r"^\W*(has|have|had)\b.*\b(been|\w+ed|done|made)\b|\byet\
 # not that it was asked for ("asked them to rotate it").
 _FINISHING = re.compile(r"\b(?:finish|finished|complete|completed|done|stop|stopped)\s+"
                         r"([a-z]+ing)\b")
-_PLAN_ONLY = re.compile(r"\b(next( steps?)?:|follow[- ]?ups?:|decision:|(will|plans? to|planned|going to|"
-                        r"to do|todo|should|asked|requested|pending|waiting (on|for)|"
+_PLAN_ONLY = re.compile(r"\b(next( steps?)?:|follow[- ]?ups?:|decision:|(will|plans? to|planned|"
+                        r"going to|to do|todo|should|asked|requested|pending|waiting (on|for)|"
                         r"decided|agreed to)\b)",
                         re.IGNORECASE)
 # "We treat duplicate charges as possible until payments-core has checked" says the check has

@@ -327,7 +327,8 @@ def _logs(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] | 
     when the question asks for them)."""
     question = _LOGGED_INOUT.sub(" ", question)  # "logged out" is not about logs
     # "when did the errors begin, as far as the logs show?" asks for a time, which is not this
-    if (_STARTS_WH.match(question) or _ASKS_TIME.search(question) or not set(terms(question)) & _LOG_STEMS
+    if (_STARTS_WH.match(question) or _ASKS_TIME.search(question)
+            or not set(terms(question)) & _LOG_STEMS
             or not _only(question, _LOG_STEMS, snap)):
         return None
     warn = bool(re.search(r"\bwarn", question))
