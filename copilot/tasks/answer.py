@@ -103,6 +103,7 @@ IRREGULAR = {past: verb for verb, pasts in {
     "think": "thought", "throw": "threw thrown", "undo": "undid undone", "wake": "woke woken",
     "win": "won", "withdraw": "withdrew withdrawn", "write": "wrote written",
 }.items() for past in pasts.split()}
+_PAST_FORMS = "|".join(sorted(IRREGULAR))  # for regexes: "ran|sent|took|..."
 
 
 # Operations words written as one word that questions split ("roll it back", "fail over").
@@ -306,18 +307,15 @@ class Question:
     wants: set[str]
     intents: set[str]
     predicate: str | None  # the verb a "who ..."/"when was X ...ed" question asks about
+    # the question proper, lower-cased: "merchants say confirming keeps failing. what is the
+    # failure rate?" asks "what is the failure rate?" (the statement before it adds words to
+    # look for, not what kind of answer is wanted)
+    ask: str
     focus: list[str] = field(default_factory=list)  # "what is the <focus> of X" words
 
     @property
     def low(self) -> str:
         return self.text.lower()
-
-    @cached_property
-    def ask(self) -> str:
-        """The question proper, lower-cased: "merchants say confirming keeps failing. what is
-        the failure rate?" asks "what is the failure rate?" (the statement before it adds
-        words to look for, not what kind of answer is wanted)."""
-        return asking_part(self.low)
 
     @cached_property
     def given(self) -> dict[str, set[str]]:
@@ -404,7 +402,7 @@ def read_question(text: str) -> Question:
                 or (n > 0 and token[:1].isupper() and word not in _MONTHS_DAYS))
         numbered = bool(parts) and any(c.isdigit() for c in token)
         slots.append(Slot(word, stems, parts, name=name, numbered=numbered))
-    return Question(text, slots, wants, intents, _predicate(ask), _focus(ask))
+    return Question(text, slots, wants, intents, _predicate(ask), ask, _focus(ask))
 
 
 def _predicate(low: str) -> str | None:
@@ -419,14 +417,10 @@ def _predicate(low: str) -> str | None:
                      r"([a-z]+(?:ed|en))\W*$", low)
     if match and match.group(3) not in STOP:
         return match.group(3)
-    # "should we just bump max_connections?" is answered by what is said about bumping it
-    match = re.match(r"^\W*(should|can|could|shall) (we|i) (just |simply |still |safely )?"
-                     r"([a-z]+)\b", low)
+    match = _SHOULD_WE.match(low)
     if match and match.group(4) not in STOP and match.group(4) not in LIGHT:
         return match.group(4)
-    # "how many pods got evicted off the node?": a count of what was evicted, not of anything
-    match = re.match(r"^\W*how many\b[^?]*?\b(got|get|were|was|have been|has been|had been)\s+"
-                     r"([a-z]+ed|" + "|".join(sorted(IRREGULAR)) + r")\b", low)
+    match = _HOW_MANY_DONE.match(low)
     if match and match.group(2) not in STOP:
         return match.group(2)
     if (len(words) > 2 and words[0] in ("did", "does", "do", "has", "have", "had")
@@ -445,6 +439,12 @@ def _predicate(low: str) -> str | None:
     return None
 
 
+# "should we just bump max_connections?" is answered by what is said about bumping it
+_SHOULD_WE = re.compile(r"^\W*(should|can|could|shall) (we|i) (just |simply |still |safely )?"
+                        r"([a-z]+)\b")
+# "how many pods got evicted off the node?": a count of what was evicted, not of anything
+_HOW_MANY_DONE = re.compile(r"^\W*how many\b[^?]*?\b(got|get|were|was|have been|has been|"
+                            r"had been)\s+([a-z]+ed|" + _PAST_FORMS + r")\b")
 _SOMEONE = _words("anyone anybody someone somebody we they you he she i")
 _OBJECT_START = _words("the a an any it this that these those its their our to on in with for "
                        "from at by")
@@ -803,12 +803,12 @@ _EVENTS = re.compile(r"\b(did|was|were|had|has been|have been|since when|so far|
                      r"\b(is|are)\b.{0,40}\b(broken|down|affected|impacted|failing|healthy|fine|"
                      r"working|degraded|late|delayed|lost|stuck|slow|behind|missing|"
                      r"duplicated)\b|"
-                     r"\b(who|we) (\w+ed|" + "|".join(sorted(IRREGULAR)) + r")\b|"
+                     r"\b(who|we) (\w+ed|" + _PAST_FORMS + r")\b|"
                      r"\bgot \w+ed\b|"  # "which pods got evicted?"
                      # "what flag change filled up redis?", "what caused this?"
                      r"^\W*(what|which) ((?!(is|are|was|were|does|do|did|has|have|had|should|"
                      r"can|could|would|will)\b)[\w-]+ ){0,2}(\w{3,}ed|"
-                     + "|".join(sorted(IRREGULAR)) + r")\b(?! by\b)|"
+                     + _PAST_FORMS + r")\b(?! by\b)|"
                      # "what is eating the disk?", "who is handling comms?": going on now
                      r"\b(what|who|which \w+) (is|are) (?!(the|a|an|this|that|our|your|its|"
                      r"their)\b)([\w-]+ )?(?!(thing|nothing|something|anything|string|logging|"
@@ -880,7 +880,7 @@ _PLAN_ONLY = re.compile(r"\b(next( steps?)?:|follow[- ]?ups?:|decision:|(will|pl
 # "We treat duplicate charges as possible until payments-core has checked" says the check has
 # not happened: it does not say what the check found, nor that it is done.
 _PENDING = re.compile(r"\b(until|till|before)\b[^.;]{0,60}\b(has|have)\s+(been\s+)?"
-                      r"([a-z]+ed|" + "|".join(sorted(IRREGULAR)) + r")\b", re.IGNORECASE)
+                      r"([a-z]+ed|" + _PAST_FORMS + r")\b", re.IGNORECASE)
 # A note's own time ("14:10 UTC, Kim Park: ...") is when it was written, not a time it states.
 _OWN_STAMP = re.compile(r"^\s*(\d{4}-\d{2}-\d{2} )?\d{1,2}:\d{2}( UTC)?,? [^:]{0,60}:\s*")
 _CONDITION = re.compile(r"\b(if|once|unless|whenever)\b|\S.*\bwhen\b")
@@ -1118,10 +1118,10 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
             continue
         if (only_own and seg.item.kind not in OWN_KINDS
                 or not postmortems_ok and seg.item.kind == "postmortem"
-                or not runbooks_ok and (seg.item.kind == "runbook" or seg.advice)
+                or not runbooks_ok and seg.item.kind == "runbook"
                 or kinds and seg.item.kind not in kinds):
             continue
-        if seg.advice and not (advice or "alert" in question.intents):
+        if seg.advice and not (runbooks_ok and (advice or "alert" in question.intents)):
             continue  # an alert's instruction answers what to do, not what happened
         if months and seg.about & _MONTH_STEMS and not seg.about & months:
             continue  # "the November 1 billing run" is not the March one
