@@ -166,7 +166,8 @@ class SummarySuite(Suite):
         return CaseResult(case.id, recall >= 0.8 and rate <= 0.1, reason,
                           {"fact_recall": recall, "unsupported_line_rate": rate},
                           details={"degraded": result.degraded, "reason": result.reason,
-                                   "missed": missed})
+                                   "missed": missed, "added": result.added,
+                                   "backend": result.backend})
 
     def aggregate(self, results: list[CaseResult], ctx: Any) -> dict[str, float]:
         return _means(results, ("fact_recall", "unsupported_line_rate"))

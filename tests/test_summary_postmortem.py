@@ -18,9 +18,10 @@ from copilot.runner import Copilot
 from copilot.tasks.base import Line, Task, TaskError, TaskResult, walk_lines
 from copilot.tasks.postmortem import SECTIONS as PM_SECTIONS
 from copilot.tasks.postmortem import Postmortem
-from copilot.tasks.summary import SECTIONS, Summary
+from copilot.tasks.summary import SECTIONS, Summary, compose, key_records
 from ingest.chunking import split_sections
 from ingest.documents import parse_file
+from prompts.budget import ContextItem
 
 DEMO_PMS = sorted((Path(__file__).resolve().parent.parent / "demo" / "kb" / "postmortems")
                   .glob("*.md"))
@@ -146,7 +147,9 @@ def test_model_summary_is_parsed_and_its_citations_validated(demo_copilot, snap)
     demo_copilot.llm.context_window = 8192  # a served model; 2048 leaves room for 6 items
     refs = demo_copilot.prepare(Summary(), snap).refs  # what fits the model's window
     alert = next(ref for ref, cid in refs.items() if cid.startswith("alert:"))
-    answer = (f"## Status\n- SEV1, investigating for hours [S1].\n\n"
+    answer = (f"## Status\n- SEV1, investigating for hours [S1].\n"
+              f"- LedgerDBConnectionsSaturated and the error budget burn page fire; deploy "
+              f"2.84.0 is suspected [S1].\n\n"
               f"## Customer impact\n- Checkout returns 5xx to customers [{alert}].\n"
               f"- Refunds are delayed everywhere [S999].\n"
               f"- Ledger writes are slow [S1, S999].\n\n"
@@ -168,6 +171,72 @@ def test_model_summary_is_parsed_and_its_citations_validated(demo_copilot, snap)
     assert result.owners[0].text == "Commander: unassigned."
     assert "- Refunds are delayed everywhere. _(unsupported)_\n" in result.markdown
     assert "[S1]" not in result.markdown and f"[{snap.ref}]" in result.markdown
+    assert result.added == []  # it told every firing alert and the suspect change
+
+
+def _answer(refs: dict[str, str], cite_alerts: bool = True, **extra: str) -> str:
+    """A model summary with every section, each line in the incident record's words and citing
+    it; an ``extra`` line cites the alerts (or the incident record)."""
+    head = next(ref for ref, cid in refs.items() if cid.startswith("incident:"))
+    alerts = ", ".join(ref for ref, cid in refs.items() if cid.startswith("alert:")) \
+        if cite_alerts else head
+    body = {"Status": "SEV1 checkout-api incident, investigating.",
+            "Customer impact": "checkout-api is affected.",
+            "Timeline": "The checkout-api incident is open.",
+            "Actions taken": "Investigating checkout-api.",
+            "Open questions": "Is checkout-api still failing?",
+            "Owners": "checkout-api responders are investigating.",
+            "Next steps": "Keep investigating checkout-api."}
+    return "\n\n".join(f"## {h}\n- {extra[h]} [{alerts}]" if h in extra else
+                        f"## {h}\n- {text} [{head}]" for h, text in body.items())
+
+
+def test_a_model_summary_missing_a_key_record_gets_the_rules_line_for_it(demo_copilot, snap) -> None:  # type: ignore[no-untyped-def]
+    """The firing alerts and the suspect change are what a commander must get: one the model
+    left out is added as the rules' line, cited, and named in ``added``."""
+    demo_copilot.llm = EchoLLM("")
+    demo_copilot.llm.context_window = 8192  # room for every alert and change
+    demo_copilot.llm.answer = _answer(
+        demo_copilot.prepare(Summary(), snap).refs,
+        **{"Customer impact": "CheckoutHighErrorRate and LedgerDBConnectionsSaturated fire; "
+                              "Checkout API error budget burn too."})
+    result = demo_copilot.run(Summary(), snap)
+    assert result.backend == "echo" and not result.degraded, result.reason
+    assert result.added == ["the suspect change (the deploy of checkout-api 2.84.0 at 13:56 "
+                            "UTC, 7 min before the first alert)"]
+    assert result.open_questions[0].text == "Is checkout-api still failing?"
+    assert "2.84.0" in result.open_questions[-1].text
+    assert result.open_questions[-1].citations == ["change:3"]
+    assert len(result.impact) == 1  # the alerts it named are not added again
+    assert "Leading suspect, not confirmed: the deploy of checkout-api 2.84.0" in result.markdown
+
+
+def test_a_model_summary_telling_under_half_the_key_records_falls_back(demo_copilot, snap) -> None:  # type: ignore[no-untyped-def]
+    demo_copilot.llm = EchoLLM("")
+    demo_copilot.llm.context_window = 8192
+    demo_copilot.llm.answer = _answer(demo_copilot.prepare(Summary(), snap).refs,
+                                      cite_alerts=False,
+                                      Status="CheckoutHighErrorRate on checkout-api, SEV1.")
+    result = demo_copilot.run(Summary(), snap)
+    assert result.backend == "grounded" and result.degraded
+    assert "tells only 1 of the 4 key records" in (result.reason or "")
+    assert result.added == [] and "2.84.0" in " ".join(x.text for x in result.open_questions)
+
+
+def test_roles_and_the_latest_note_are_key_records(snap) -> None:  # type: ignore[no-untyped-def]
+    note = TimelineFact(9201, (snap.started_at or snap.now) + dt.timedelta(minutes=20), "note",
+                        "Ana Ortiz", "Paused the rollout; rollback to 2.83.2 next")
+    staffed = dataclasses.replace(snap, commander="Dana Whitfield",
+                                  timeline=snap.timeline + [note])
+    items = [ContextItem(id=i, kind="incident", title=i, text="x") for i in
+             [staffed.ref, "timeline:9201", "change:3"] + [f"alert:{a.id}" for a in snap.alerts]]
+    keys = key_records(staffed, compose(staffed, items))
+    assert [k.what for k in keys][-2:] == ["the commander Dana Whitfield",
+                                           "the latest responder entry (Ana Ortiz, 14:23 UTC)"]
+    told = [Line(text="Dana Whitfield has command.", citations=[staffed.ref]),
+            Line(text="Rollout paused.", citations=["timeline:9201"])]
+    assert [k.told_by(told) for k in keys][-2:] == [True, True]
+    assert not any(k.told_by(told) for k in keys[:-2])
 
 
 @pytest.mark.parametrize("llm,reason", [

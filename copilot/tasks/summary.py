@@ -9,10 +9,11 @@ gets all seven.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from copilot.context import (
     IncidentSnapshot,
@@ -67,6 +68,9 @@ class SummaryResult(TaskResult):
     owners: list[Line] = Field(default_factory=list)
     next_steps: list[Line] = Field(default_factory=list)
     filled: list[str] = Field(default_factory=list)  # sections the rules wrote for the model
+    # key records the model's sections left out, each added as the rules' line for it
+    added: list[str] = Field(default_factory=list)
+    _covered: tuple[int, int] = PrivateAttr(default=(0, 0))  # key records the model told, of all
     markdown: str = ""
 
     @property
@@ -101,12 +105,23 @@ class Summary(Task[SummaryResult]):
                                 f"(need at least {MIN_SECTIONS} '## ' headings)")
         sections = {key: cited_lines(raw, refs) for key, raw in found.items()}
         missing = [key for key, _ in SECTIONS if not sections.get(key)]
-        if missing:
-            rules = compose(snap, items)
-            sections.update({key: rules[key] for key in missing})
-        return SummaryResult(title=snap.title, filled=missing, **sections)
+        rules = compose(snap, items)
+        sections.update({key: rules[key] for key in missing})
+        told = [x for key, lines in sections.items() if key not in missing for x in lines]
+        keys = key_records(snap, rules)
+        result = SummaryResult(title=snap.title, filled=missing, **sections)
+        result._covered = (sum(k.told_by(told) for k in keys), len(keys))
+        for key in keys:  # what the commander must get, whoever wrote the section it is in
+            if not key.told_by([x for lines in sections.values() for x in lines]):
+                getattr(result, key.section).append(key.line)
+                result.added.append(key.what)
+        return result
 
     def check(self, result: SummaryResult, snap: IncidentSnapshot) -> str | None:
+        told, total = result._covered
+        if told * 2 < total:
+            return (f"the model's summary tells only {told} of the {total} key records (firing "
+                    f"alerts, suspect change, roles, latest responder entry)")
         return uncited([x for key, lines in result.sections().items() if key not in result.filled
                         for x in lines])
 
@@ -117,6 +132,50 @@ class Summary(Task[SummaryResult]):
             parts.append(f"## {heading}\n\n" + ("\n".join(f"- {line_text(x)}" for x in lines)
                                                  or "- Nothing recorded."))
         result.markdown = "\n\n".join(parts) + "\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyRecord:
+    """A record a catch-me-up must tell, and the rules' line that tells it."""
+
+    what: str  # for the reader: "the firing alert X", "the commander Y"
+    section: str
+    line: Line
+    cites: frozenset[str]  # citing one of these tells it
+    names: tuple[str, ...]  # ... and so does naming one of these
+
+    def told_by(self, lines: list[Line]) -> bool:
+        return any(self.cites & set(x.citations) for x in lines) or any(
+            n.lower() in x.text.lower() for x in lines for n in self.names)
+
+
+def key_records(snap: IncidentSnapshot, rules: dict[str, list[Line]]) -> list[KeyRecord]:
+    """The firing alerts, the suspect change while the cause is open, the people in roles and
+    the latest responder note: a summary that leaves one out leaves the commander asking."""
+    def line(section: str, cite: str, name: str = "") -> Line | None:
+        return next((x for x in rules[section] if cite in x.citations and name in x.text), None)
+
+    keys: list[KeyRecord] = []
+    for alert in [a for a in snap.alerts if a.status == "firing"][:4]:
+        if found := line("impact", f"alert:{alert.id}"):
+            keys.append(KeyRecord(f"the firing alert {alert.name}", "impact", found,
+                                  frozenset({f"alert:{alert.id}"}), (alert.name,)))
+    suspect = leading_suspect(snap)
+    if suspect and (found := line("open_questions", f"change:{suspect.id}")):
+        keys.append(KeyRecord(f"the suspect change ({change_text(suspect, snap)})",
+                              "open_questions", found, frozenset({f"change:{suspect.id}"}),
+                              tuple(x for x in (suspect.version,) if x)))
+    for key, label in ROLE_LABELS:
+        person = getattr(snap, key)
+        if person and (found := line("owners", snap.ref, person)):
+            keys.append(KeyRecord(f"the {label.lower()} {person}", "owners", found,
+                                  frozenset(), (person,)))
+    notes = [e for e in snap.timeline if e.actor not in ROBOTS]
+    if notes and (found := line("actions", f"timeline:{notes[-1].id}")):
+        keys.append(KeyRecord(f"the latest responder entry ({notes[-1].actor}, "
+                              f"{when(notes[-1].at, snap.started_at)})", "actions", found,
+                              frozenset({f"timeline:{notes[-1].id}"}), ()))
+    return keys
 
 
 # -- the grounded rules ------------------------------------------------------------------------
