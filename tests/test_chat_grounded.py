@@ -908,3 +908,105 @@ def test_a_statement_before_the_question_adds_words_not_the_kind_of_question() -
     card = [_kb("chunk:rb2", "runbook", "Processor outage", "Some card brands and 3-D Secure "
                 "flows keep failing for EUR merchants.")]
     assert _top("What is the failure rate for EUR merchants?", card) is None
+
+
+def test_did_x_finish_asks_whether_it_is_done_and_a_log_pattern_has_no_highest_value() -> None:
+    asked = [ContextItem("timeline:17", "timeline", "00:52 UTC, Aisha Bello: the errors print "
+                         "the DSN with the worker password; asked database-reliability to "
+                         "rotate it.")]
+    assert _top("did database-reliability finish rotating the worker password?", asked) is None
+    assert _top("is the password rotation done?", asked) is None
+    assert _top("did anyone ask for the worker password to be rotated?", asked) == "timeline:17"
+    lag = [ContextItem("pattern:91", "log_pattern", "WARN pattern, 38 lines (new since the "
+                       "incident started), first seen 2026-12-08 09:15 UTC: [kafka] consumer "
+                       "group notification-service lag on notifications.outbound is <*> "
+                       "messages\nExample line: 2026-12-08T09:15:02Z WARN [kafka] consumer "
+                       "group notification-service lag on notifications.outbound is 2,310 "
+                       "messages")]
+    assert _top("whats the highest lag on notifications.outbound we logged", lag) is None
+    assert _top("what does the log say about lag on notifications.outbound?", lag) \
+        == "pattern:91"
+
+
+def test_a_precondition_question_wants_a_stated_condition_and_dns_01_is_dns01() -> None:
+    notes = [ContextItem("timeline:9", "timeline", "06:35 UTC, Yuki Tanaka: Cause found: "
+                         "edge-config r1342, pushed at 06:18 for the DNS-01 migration, renamed "
+                         "the secret reference. Decision: revert through the pipeline."),
+             ContextItem("timeline:11", "timeline", "06:46 UTC, Marcus Bell: Next steps: "
+                         "Rasmus fixes r1342 to point api_https at edge/api-com-dns01 and "
+                         "confirms that certificate is Ready before it is pushed again.")]
+    q = read_question("Which DNS-01 secret should api_https use?")
+    assert {"dns-01", "dns01"} <= q.slots[0].stems  # the joined spelling is the whole name
+    assert _top("what has to happen before the DNS-01 change can be pushed again?",
+                notes) == "timeline:11"
+    assert _top("what has to happen before the DNS-01 change can be pushed again?",
+                notes[:1]) is None
+    assert _top("what time was the DNS-01 change pushed?", notes) == "timeline:9"
+
+
+def test_what_was_behind_it_asks_for_the_root_cause_section_and_when_will_for_the_event() -> None:
+    def pm(item_id: str, section: str, text: str) -> ContextItem:
+        return ContextItem(item_id, "postmortem", f"Ledger connections — {section}\n{text}",
+                           title="Ledger connections", meta={"section": section})
+
+    doc = [pm("chunk:t", "Timeline", "14:16 UTC — DBRE runs the connection breakdown query on "
+              "ledger-db: invoice-worker holds 420 connections."),
+           pm("chunk:r", "Root cause", "The HPA maximum was raised to 48 pods without a "
+              "connection budget, so ledger-db connections ran out.")]
+    question = "Has ledger-db run out of connections before? What was behind it that time?"
+    assert "behind" not in [s.word for s in read_question(question).slots]
+    assert _top(question, doc) == "chunk:r"
+    assert _top("What query did DBRE run on ledger-db that time?", doc) == "chunk:t"
+    note = [ContextItem("timeline:11", "timeline", "06:46 UTC, Marcus Bell: Mitigated at "
+                        "06:38. Next steps: Rasmus fixes the DNS-01 config and confirms the "
+                        "certificate is Ready before it is pushed again.")]
+    assert _top("when does the new DNS-01 certificate expire?", note) is None
+    assert _top("When will Rasmus have the corrected DNS-01 config ready to push?", note,
+                future=True) is None
+    planned = [ContextItem("timeline:12", "timeline", "07:00 UTC, Marcus Bell: Rasmus plans "
+                           "to push the corrected DNS-01 config at 09:00.")]
+    assert _top("When will Rasmus push the corrected DNS-01 config?", planned,
+                future=True) == "timeline:12"
+
+
+def test_a_past_incidents_story_is_told_by_the_postmortem_its_words_name() -> None:
+    """"Have we run out of X before? what caused it?" names a past incident by its topic: the
+    postmortem whose title and passages say it, told by its Summary (or, for what ended it,
+    its Resolution), not the timeline line that repeats the words."""
+    from copilot.tasks.answer import past_story, story_section
+
+    def pm(doc: str, title: str, section: str, text: str, rank: int = 0) -> ContextItem:
+        return ContextItem(f"chunk:{doc}::{section[:4]}", "postmortem",
+                           f"{title} — {section}\n{text}", title=title, rank=rank,
+                           meta={"doc_id": doc, "section": section})
+
+    exhaustion = "ledger-db connection exhaustion after invoice-worker autoscaled to 48 pods"
+    wal = "ledger-db primary stopped when an orphaned replication slot filled the WAL volume"
+    items = [pm("pm-a", exhaustion, "Timeline", "14:16 UTC — DBRE runs the connection query "
+                "on ledger-db: invoice-worker holds 420 connections."),
+             pm("pm-a", exhaustion, "Summary", "A billing batch scaled invoice-worker to 48 "
+                "pods. Each pod opens 15 connections, so 720 connections were requested.\n\n"
+                "Later paragraph."),
+             pm("pm-a", exhaustion, "Resolution", "Capping invoice-worker's replicas restored "
+                "capacity."),
+             pm("pm-b", wal, "Summary", "An orphaned slot on ledger-db kept WAL and the volume "
+                "filled; connections failed.", rank=1)]
+    assert expand("Has ledger-db run out of connection slots before?") \
+        == "Has ledger-db exhausted connection slots before?"
+    assert expand("have we run ledger-db out of conns") == "have we exhausted ledger-db conns"
+    assert expand("didnt we have this before") == "did not we have this before"
+    # both postmortems say ledger-db, connections and (by a synonym) "filled": the one whose
+    # title says the question's own words is the one it names
+    question = "Has ledger-db run out of connections before? What caused it that time?"
+    assert story_section(question) == "Summary"
+    story = past_story(question, items)
+    assert story is not None and story.item.id == "chunk:pm-a::Summ"
+    assert story.text == ("A billing batch scaled invoice-worker to 48 pods. Each pod opens 15 "
+                          "connections, so 720 connections were requested.")
+    ended = past_story("Have we had ledger-db run out of connections before? What got us out "
+                       "of it that time?", items)
+    assert ended is not None and ended.item.id == "chunk:pm-a::Reso"
+    # not a story question, or no postmortem clearly named: the usual answer
+    assert past_story("What did DBRE run on ledger-db that time?", items) is None
+    assert past_story("Has the search cluster run out of shards before? What caused it?",
+                      items) is None

@@ -202,8 +202,8 @@ def test_a_model_summary_missing_a_key_record_gets_the_rules_line_for_it(demo_co
                               "Checkout API error budget burn too."})
     result = demo_copilot.run(Summary(), snap)
     assert result.backend == "echo" and not result.degraded, result.reason
-    assert result.added == ["the suspect change (the deploy of checkout-api 2.84.0 at 13:56 "
-                            "UTC, 7 min before the first alert)"]
+    assert result.added == [("the suspect change (the deploy of checkout-api 2.84.0 at 13:56 "
+                             "UTC, 7 min before the first alert)")]
     assert result.open_questions[0].text == "Is checkout-api still failing?"
     assert "2.84.0" in result.open_questions[-1].text
     assert result.open_questions[-1].citations == ["change:3"]

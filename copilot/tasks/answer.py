@@ -69,6 +69,9 @@ SYNONYMS = {
     "bump": ("raise", "increase"), "raise": ("increase",), "bounce": ("restart",),
     "conn": ("connection",), "dup": ("duplicate",), "cfg": ("config",), "msg": ("message",),
     "mem": ("memory",), "req": ("request",),
+    # "ran out of connections" or "of disk" (read as "exhausted", see expand) is written as
+    # exhaustion, saturation or a full disk
+    "exhaust": ("saturated", "full", "fill"),
 }
 
 _SYNONYMS: dict[str, set[str]] = {}  # filled below, by stem
@@ -175,7 +178,7 @@ for _key, _values in SYNONYMS.items():  # both ways, by stem
 
 def text_forms(text: str) -> set[str]:
     out: set[str] = set()
-    for token in tokens(text):
+    for token in tokens(_run_out(text)):
         if token.lower() in STOP:
             continue
         out.update(forms(token))
@@ -341,6 +344,8 @@ _CONTRACTIONS = [
     (re.compile(r"\b(i)['’]m\b", re.IGNORECASE), r"\1 am"),
     # typed in a hurry, without the apostrophe
     (re.compile(r"\b(what|who|where|how)s\b", re.IGNORECASE), r"\1 is"),
+    (re.compile(r"\b(did|does|do|is|was|were|are|has|have|had|could|would|should)nt\b",
+                re.IGNORECASE), r"\1 not"),
     (re.compile(r"\br(?= (we|they|you|u|the|these|those|there|all|any)\b)", re.IGNORECASE), "are"),
     (re.compile(r"\bu(?=[\s?!.,]|$)", re.IGNORECASE), "you"),
     (re.compile(r"\brn\b", re.IGNORECASE), "right now"),
@@ -360,7 +365,16 @@ def expand(text: str) -> str:
     text = _LABEL.sub("", text, count=1)
     for rx, long in _CONTRACTIONS:
         text = rx.sub(long, text)
-    return text
+    return _run_out(text)
+
+
+def _run_out(text: str) -> str:
+    return _RUN_OUT.sub(lambda m: f"exhausted {m.group(2).strip()}".rstrip(), text)
+
+
+# "has ledger-db run out of connections?" is not about running anything ("DBRE runs the query")
+_RUN_OUT = re.compile(r"\b(run|runs|ran|running)\s+((?:[\w-]+\s+)?)out\b(?: of\b)?",
+                      re.IGNORECASE)
 
 
 _STATEMENT_END = re.compile(r"(?<=[.!:])\s+")
@@ -384,6 +398,8 @@ def read_question(text: str) -> Question:
     asking = _ONSET_WORDS if WHEN in wants and _ONSET.search(low) else frozenset()
     if VERSION in wants:  # "which build is running?": the word names the kind of answer
         asking |= _VERSION_WORDS
+    if _BEHIND.search(ask):  # "what was behind it?" asks for a cause, not for "behind"
+        asking |= {"behind"}
     slots: list[Slot] = []
     seen: set[str] = set()
     for n, token in enumerate(tokens(text)):
@@ -397,6 +413,11 @@ def read_question(text: str) -> Question:
         seen.add(key)
         stems = {key, *_SYNONYMS.get(key, ())}
         all_forms = forms(token)
+        # "DNS-01" written "dns01" (as in api-com-dns01) is the whole name (naming only its
+        # parts is not)
+        joined = "".join(_SEPARATORS.split(word)) if re.search(r"\w[-_]\w", word) else None
+        if joined and joined in all_forms:
+            stems.add(joined)
         parts = [{p} for p in dict.fromkeys(all_forms[1:]) if p != key]
         name = (any(c.isdigit() for c in token) or bool(_SEPARATORS.search(token))
                 or (n > 0 and token[:1].isupper() and word not in _MONTHS_DAYS))
@@ -405,8 +426,19 @@ def read_question(text: str) -> Question:
     return Question(text, slots, wants, intents, _predicate(ask), ask, _focus(ask))
 
 
+_BEHIND = re.compile(r"\b(was|is|were|are|'s) behind\b|\bbehind (it|this|that)\b")
+# "when does the new certificate expire?" asks when it will expire: a record that does not say
+# it expires has no time for it
+# ("when do we expect the reindex to finish?" asks for an estimate, which need not say "finish")
+_WHEN_WILL = re.compile(r"^\W*when (does|do|will)\b(?! (we|you|they|i|anyone)\b)[^?]*\s([a-z]+)"
+                        r"\W*$")
+
+
 def _predicate(low: str) -> str | None:
     words = re.findall(r"[a-z][a-z'-]*", low)
+    match = _WHEN_WILL.match(low)
+    if match and match.group(3) not in STOP and match.group(3) not in LIGHT:
+        return match.group(3)
     if words and words[0] == "who":
         rest = words[1:]
         while rest and rest[0] in _AUX:
@@ -866,7 +898,9 @@ _PLANNED = re.compile(r"\b(estimat\w*|expect\w*|eta|plan(s|ned)?|scheduled|targe
 # "Has X been merged yet?" asks whether X was done, "is X ready now?" how things stand: a
 # record of X as a plan or a request is not an answer.
 _DONE_YET = re.compile(r"^\W*(has|have|had)\b.*\b(been|\w+ed|done|made)\b|\byet\b|"
-                       r"^\W*(is|are)\b.*\b(now|currently|already|still)\b")
+                       r"^\W*(is|are)\b.*\b(now|currently|already|still)\b|"
+                       r"^\W*(did|do|does)\b[^?]*\b(finish|complete|wrap)\w*|"
+                       r"^\W*(is|are)\b[^?]*\b(done|finished|completed?|over)\W*$")
 # ("Decision: revert through the pipeline" does not say the revert is out.)
 # Its action is the participle ("been rotated", "rolled back") or what was to be finished
 # ("finished rotating"); a piece answers it only by saying the action was done ("rotated"),
@@ -881,6 +915,17 @@ _PLAN_ONLY = re.compile(r"\b(next( steps?)?:|follow[- ]?ups?:|decision:|(will|pl
 # not happened: it does not say what the check found, nor that it is done.
 _PENDING = re.compile(r"\b(until|till|before)\b[^.;]{0,60}\b(has|have)\s+(been\s+)?"
                       r"([a-z]+ed|" + _PAST_FORMS + r")\b", re.IGNORECASE)
+# "What's the highest lag we logged?" asks for one value of many: a log pattern cannot say
+# which was highest (its numbers are masked, "lag is … messages", and its example line is
+# one line of many).
+_EXTREME = re.compile(r"\b(highest|peak|peaked|max|maximum|lowest|minimum)\b(?![.-]\w)")
+# "What has to happen before r1342 is pushed again?" asks for a precondition: a piece that
+# answers states one ("confirms the certificate is Ready before it is pushed again"); the note
+# that r1342 was pushed and reverted does not.
+_PRECONDITION = re.compile(r"\b(has|have|needs?|must|got) (to )?(happen|be done)\b[^?]*"
+                           r"\bbefore\b")
+_STATES_CONDITION = re.compile(r"\b(before|first|until|once|only (after|when|if))\b",
+                               re.IGNORECASE)
 # A note's own time ("14:10 UTC, Kim Park: ...") is when it was written, not a time it states.
 _OWN_STAMP = re.compile(r"^\s*(\d{4}-\d{2}-\d{2} )?\d{1,2}:\d{2}( UTC)?,? [^:]{0,60}:\s*")
 _CONDITION = re.compile(r"\b(if|once|unless|whenever)\b|\S.*\bwhen\b")
@@ -952,8 +997,11 @@ def _planned(seg: Segment, question: Question) -> bool:
     text = _OWN_STAMP.sub("", seg.text, count=1)
     if _IF.search(text) and not _ESTIMATE.search(text):
         return False
-    return bool(_PLANNED.search(text)) and (WHEN not in question.wants
-                                            or bool(_TIME.search(text)))
+    # "Mitigated at 06:38. Next steps: Rasmus fixes r1342 ..." gives no time for the next step:
+    # the time must be in a sentence that states the plan
+    plans = [x for x in split_sentences(text) if _PLANNED.search(x)]
+    return bool(plans) and (WHEN not in question.wants
+                            or any(_TIME.search(x) for x in plans))
 
 
 def _participle(word: str) -> bool:
@@ -971,7 +1019,7 @@ def _done_action(low: str) -> str | None:
 
 def _says_done(text: str, action: str) -> bool:
     return any(_participle(w) and compatible(stem(w), action)
-               for w in re.findall(r"[a-z]+", text.lower()))
+               for w in re.findall(r"[a-z]+", _run_out(text).lower()))
 
 
 def about_future(question: str) -> bool:
@@ -1089,10 +1137,15 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     ask = question.ask
     past = bool(_PAST.search(ask))
     advice = bool(_ADVICE.search(ask))
-    done_yet = not future and bool(_DONE_YET.search(ask))
+    # ("has ledger-db exhausted connections before?" asks about past incidents, not whether
+    # something was done yet)
+    done_yet = not future and not postmortems_ok and bool(_DONE_YET.search(ask))
     # "is the revert out on every pod yet?" is about this incident, which no runbook records
     runbooks_ok = "runbook" in kinds or not (about_events(ask) or done_yet)
     action = _done_action(ask) if done_yet else None
+    extreme = bool(_EXTREME.search(ask))
+    precondition = bool(_PRECONDITION.search(ask))
+    cued = tuple(name.lower() for name, cue in SECTION_CUES.items() if cue.search(question.low))
     total = sum(s.weight for s in question.slots)
     people = list(people)
     implied = {f for name in services for f in text_forms(name)}
@@ -1126,6 +1179,10 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
         if months and seg.about & _MONTH_STEMS and not seg.about & months:
             continue  # "the November 1 billing run" is not the March one
         if future and not _planned(seg, question):
+            continue
+        if precondition and not _STATES_CONDITION.search(seg.text):
+            continue
+        if extreme and seg.item.kind == "log_pattern":
             continue
         if (done_yet or past) and _PENDING.search(seg.text):
             continue
@@ -1164,11 +1221,20 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
         if own and seg.item.kind in OWN_KINDS:
             rank *= OWN_BONUS
         scored.append(Scored(seg, score, rank, matched))
+    if cued:
+        # "what was behind it that time?" names the Root cause section by what it holds: when
+        # that section of a document answers, the document's other sections do not
+        kinds_in = {s.segment.item.kind for s in scored if s.score > THRESHOLD and _in(s, cued)}
+        scored = [s for s in scored if s.segment.item.kind not in kinds_in or _in(s, cued)]
     scored.sort(key=lambda s: (-s.rank, s.segment.item.rank, s.segment.order))
     if not scored or scored[0].score <= THRESHOLD:
         return None
     _by_time(scored, question)
     return Answer(_choose(scored, question), question)
+
+
+def _in(scored: Scored, sections: tuple[str, ...]) -> bool:
+    return str(scored.segment.item.meta.get("section", "")).lower().startswith(sections)
 
 
 def _by_time(scored: list[Scored], question: Question) -> None:
@@ -1233,3 +1299,95 @@ def _gain(question: Question, adds: set[int]) -> float:
 def _norm(text: str) -> str:
     return re.sub(r"\W+", " ", text.lower()).strip()
 
+
+
+# -- a past incident's story ------------------------------------------------------------------
+# "Have we had ledger-db run out of connections before? What was behind it that time?" asks
+# which past incident this was and how it went. Its words name the incident, not a sentence:
+# the postmortem is found by its title and passages together, and its Summary tells what
+# happened and why (its Resolution, what ended it). A sentence-by-sentence match finds the
+# timeline line that repeats the words ("14:16 DBRE runs the connection query") instead.
+_STORY = re.compile(r"\bwhat happened\b|\bwhat (was|were) (the )?(root )?causes?\b|"
+                    r"\bwhat caused\b|\bwhy (did|was|were)\b|\b(was|is) behind\b|"
+                    r"\bbehind (it|this|that)\b|\bwhat (broke|blocked|triggered)\b|"
+                    r"\bthe cause\b")
+_ENDING = re.compile(r"\bwhat (fixed|resolved|mitigated|ended|stopped|solved)\b|"
+                     r"\bgot (us )?out of\b|\bhow (was|were|did) [^?]*\b(fixed|resolved|"
+                     r"mitigated|end|ended|stop|stopped)\b")
+# the words that ask for the story, not the ones that name the incident
+_STORY_STEMS = frozenset(stem(w) for w in _words("""happened happen cause caused causes behind
+broke blocked triggered fixed resolved mitigated ended stopped solved got time before once
+again previous last earlier prior similar had incident incidents outage postmortem root"""))
+STORY_MIN = 0.7  # share of the naming words (by weight) the postmortem must say
+STORY_DOCS = 3  # the likeliest postmortems whose story section joins the evidence
+STORY_CHARS = 700
+
+
+def _says(slot: Slot, have: set[str]) -> float:
+    """How far ``have`` says the slot's own word, not a synonym ("filled the WAL volume" is not
+    the "run out of connections" a title names)."""
+    if slot.name:
+        return slot.match(have)
+    own = stem(slot.word)
+    return 1.0 if any(compatible(own, v) for v in have) else 0.0
+
+
+def story_section(question_text: str) -> str | None:
+    """The postmortem section a question about a past incident's story asks for."""
+    low = expand(question_text).lower()
+    if "postmortem" not in named_kinds(low):
+        return None
+    return "Resolution" if _ENDING.search(low) else "Summary" if _STORY.search(low) else None
+
+
+@dataclass
+class Story:
+    item: ContextItem  # the section's passage
+    text: str  # its opening sentences
+    section: str
+
+
+def past_story(question_text: str, items: list[ContextItem]) -> Story | None:
+    """The Summary (or Resolution) of the one postmortem a question about a past incident's
+    story names; None when the question is not one, or no postmortem is clearly named."""
+    section = story_section(question_text)
+    if section is None:
+        return None
+    question = read_question(question_text)
+    segs = [s for item in items for s in segments(item)]
+    if not segs:
+        return None
+    _link(question, segs)
+    topic = [s for s in question.slots if not (s.stems & _STORY_STEMS)]
+    total = sum(s.weight for s in topic)
+    if not topic or total == 0:
+        return None
+    docs: dict[str, list[ContextItem]] = {}
+    for item in items:
+        if item.kind == "postmortem" and item.meta.get("doc_id"):
+            docs.setdefault(str(item.meta["doc_id"]), []).append(item)
+    found: list[tuple[float, float, str]] = []  # (all its text, its title alone): the title
+    for doc, parts in docs.items():             # names the incident, its passages may not
+        have = text_forms(" ".join([parts[0].title, *(p.text for p in parts)]))
+        have |= {v for seg in segs if seg.item in parts for v in seg.say | seg.about}
+        if any(s.name and s.names(have) < 0.5 for s in topic):
+            continue
+        title = text_forms(parts[0].title) | text_forms(doc)
+        found.append((sum(s.weight * s.match(have) for s in topic) / total,
+                      sum(s.weight * _says(s, title) for s in topic) / total, doc))
+    found.sort(reverse=True)
+    if not found or found[0][0] < STORY_MIN or len(found) > 1 and found[1][:2] == found[0][:2]:
+        return None
+    wanted = [p for p in docs[found[0][2]]
+              if str(p.meta.get("section", "")).lower().startswith(section.lower())]
+    if not wanted:
+        return None
+    item = min(wanted, key=lambda p: p.rank)
+    body = item.text.split("\n", 1)[-1] if item.text.startswith(item.title) else item.text
+    paragraph = next((p for p in re.split(r"\n\s*\n", body) if p.strip()), "")
+    text = ""
+    for sentence in split_sentences(paragraph):  # the story, up to about a paragraph's length
+        if text and len(text) + len(sentence) > STORY_CHARS:
+            break
+        text = f"{text} {sentence}".strip()
+    return Story(item, text, section) if text else None

@@ -10,7 +10,16 @@ from pydantic import Field
 
 from copilot.context import IncidentSnapshot, incident_items, knowledge_items
 from copilot.guardrails.citations import extract
-from copilot.tasks.answer import SECTION_CUES, STOP, about_future, expand, extract_answer
+from copilot.tasks.answer import (
+    SECTION_CUES,
+    STOP,
+    STORY_DOCS,
+    about_future,
+    expand,
+    extract_answer,
+    past_story,
+    story_section,
+)
 from copilot.tasks.base import Line, OutputInvalid, Task, TaskResult
 from copilot.tasks.common import SUSPECT_WINDOW, clip, join_words, section_items
 from prompts.budget import ContextItem
@@ -90,6 +99,11 @@ class Chat(Task[ChatResult]):
             if cue.search(query.lower()):
                 items += section_items(retriever, items, kind=_SECTION_KINDS[section],
                                        section=section, docs=1)
+        story = story_section(query)
+        if story:  # "have we had X before? what happened?": the story of each likely one
+            items += [i for i in section_items(retriever, items, kind="postmortem",
+                                               section=story, docs=STORY_DOCS)
+                      if i.id not in {x.id for x in items}]
         return items
 
     def prompt_vars(self, snap: IncidentSnapshot, items: list[ContextItem]) -> dict[str, Any]:
@@ -108,6 +122,10 @@ class Chat(Task[ChatResult]):
             return ChatResult(question=self.question, lines=direct)
         if not terms(query):
             return ChatResult(question=self.question, answer=REFUSAL, answered=False)
+        story = past_story(query, items)
+        if story is not None:
+            return ChatResult(question=self.question, lines=[Line(
+                text=f"{story.item.title}: {story.text}", citations=[story.item.id])])
         people = snap.people | {e.actor for e in snap.timeline}
         found = extract_answer(query, items, people=people, future=future,
                                services=snap.services)
