@@ -66,3 +66,21 @@ def test_a_small_incident_is_read_whole(incident_store) -> None:  # type: ignore
         snap = snapshot_from_store(s, incident_id, now=T0 + dt.timedelta(hours=2))
     assert len(snap.alerts) == snap.alert_count == 12 and snap.firing_count == 6
     assert len(snap.timeline) >= 31
+
+
+def test_changes_before_an_incident_stamped_ahead_of_the_clock_are_kept(incident_store) -> None:  # type: ignore[no-untyped-def]
+    """Replayed or imported incidents can carry times after the server's clock: the changes
+    made before them still belong to them (the window ends at the incident's latest record,
+    not at a "now" that precedes it)."""
+    from copilot.models import ChangeEvent
+
+    incident_id = _storm(incident_store, alerts=2, entries=1)
+    with incident_store.session() as s:
+        s.add(ChangeEvent(kind="feature_flag", service="dashboard", author="hk@example.com",
+                          at=T0 - dt.timedelta(minutes=70), description="flag to 100%"))
+        s.add(ChangeEvent(kind="deploy", service="api", at=T0 + dt.timedelta(days=3)))
+    with incident_store.session() as s:
+        before = snapshot_from_store(s, incident_id, now=T0 - dt.timedelta(days=10))
+        later = snapshot_from_store(s, incident_id, now=T0 + dt.timedelta(hours=2))
+    assert [c.description for c in before.changes] == ["flag to 100%"]
+    assert [c.description for c in later.changes] == ["flag to 100%"]  # not the later deploy

@@ -1010,3 +1010,52 @@ def test_a_past_incidents_story_is_told_by_the_postmortem_its_words_name() -> No
     assert past_story("What did DBRE run on ledger-db that time?", items) is None
     assert past_story("Has the search cluster run out of shards before? What caused it?",
                       items) is None
+
+
+def test_the_suspect_change_and_its_author_and_a_role_named_as_a_source() -> None:
+    snap = _small_incident(commander="Dana Whitfield")
+    lines = _grounded("what change set this off and who made it", snap).lines
+    assert lines[0].citations == ["change:4"] and "by lee@x.io" in lines[0].text
+    # "per the IC" says whose next steps, it does not ask who the commander is
+    steps = _grounded("next steps per the IC - when can the store disk be cleaned?", snap)
+    assert "commander" not in " ".join(x.text for x in steps.lines).lower()
+    assert "Dana Whitfield" in _grounded("who is the IC?", snap).lines[0].text
+
+
+def test_an_aim_is_not_a_cause_and_particles_change_a_verb() -> None:
+    flag = [ContextItem("change:3", "change", "Feature_flag of notify logging.debug_until: set "
+                        "debug mode to chase missing Relaytext delivery receipts (LUM-5120).")]
+    assert _top("did Relaytext say why the delivery receipts were missing?", flag) is None
+    assert _top("why was debug mode set on notify?", flag) == "change:3"
+    audit = [ContextItem("change:1", "change", "Deploy of auth-service 1.42.0: adds fields to "
+                         "the audit log for 1,544 API keys.")]
+    assert _top("How many merchants got logged out of the dashboard?", audit) is None
+    note = [ContextItem("timeline:2", "timeline", "13:31 UTC, Ines Duarte: 212 merchants "
+                        "logged out of the dashboard.")]
+    assert _top("How many merchants got logged out of the dashboard?", note) == "timeline:2"
+    # a three-word CamelCase alert name is named only in full
+    evictions = [ContextItem("alert:13", "alert", "RedisEvictionsHigh (firing, service "
+                             "redis-cache) since 2026-12-15 13:23 UTC.")]
+    assert _top("when did RedisMemoryHigh first fire?", evictions) is None
+    assert _top("when did RedisEvictionsHigh first fire?", evictions) == "alert:13"
+    asked = [ContextItem("timeline:45", "timeline", "09:41 UTC, Grace Okafor: Ben has asked "
+                         "security-engineering to rotate the object-storage key.")]
+    assert _top("what time did security-engineering finish rotating the object-storage key?",
+                asked) is None
+
+
+def test_what_a_past_postmortem_asked_us_to_fix_is_its_action_items() -> None:
+    from copilot.tasks.answer import past_story
+
+    title = "Node disk pressure from search-indexer debug log written to emptyDir"
+    items = [ContextItem(f"chunk:pm::{n}", "postmortem", f"{title} — {section}\n{text}",
+                         title=title, meta={"doc_id": "pm-disk", "section": section})
+             for n, (section, text) in enumerate([
+                 ("Summary", "A debug log filled the node's root disk."),
+                 ("Action items", ("- Require `sizeLimit` on emptyDir volumes. LUM-2911\n"
+                                   "- Log to stdout only. Owner: search. LUM-2912"))])]
+    story = past_story("has a debug log filling up a node's disk happened to us before? what "
+                       "did that postmortem ask us to fix", items)
+    assert story is not None and story.section == "Action items"
+    assert story.text == "Require `sizeLimit` on emptyDir volumes. LUM-2911. Log to stdout " \
+                         "only. Owner: search. LUM-2912."

@@ -178,7 +178,7 @@ for _key, _values in SYNONYMS.items():  # both ways, by stem
 
 def text_forms(text: str) -> set[str]:
     out: set[str] = set()
-    for token in tokens(_run_out(text)):
+    for token in tokens(_phrasal(text)):
         if token.lower() in STOP:
             continue
         out.update(forms(token))
@@ -283,7 +283,8 @@ class Slot:
     name: bool = False  # a name or identifier (capitalised, digits, punctuation)
     # an identifier with digits (ip-10-52-3-14, api-com-dns01): its digits tell it from its
     # siblings (ip-10-52-7-88, api-com-http01), so naming only some of its parts is naming
-    # another thing
+    # another thing; so does a CamelCase name of three words or more (RedisMemoryHigh is not
+    # RedisEvictionsHigh)
     numbered: bool = False
     matches: set[str] = field(default_factory=set)
     part_matches: list[set[str]] = field(default_factory=list)
@@ -365,14 +366,21 @@ def expand(text: str) -> str:
     text = _LABEL.sub("", text, count=1)
     for rx, long in _CONTRACTIONS:
         text = rx.sub(long, text)
-    return _run_out(text)
+    return _phrasal(text)
 
 
-def _run_out(text: str) -> str:
-    return _RUN_OUT.sub(lambda m: f"exhausted {m.group(2).strip()}".rstrip(), text)
+def _phrasal(text: str) -> str:
+    """Verbs whose particle changes their sense, as one word: "ran out of connections" is
+    "exhausted connections" (not "DBRE runs the query"), "logged out" is "logout" (not "the
+    audit log")."""
+    text = _RUN_OUT.sub(lambda m: f"exhausted {m.group(2).strip()}".rstrip(), text)
+    return _LOG_INOUT.sub(lambda m: "logout" if m.group(2).lower() in ("out", "off")
+                          else "login", text)
 
 
 # "has ledger-db run out of connections?" is not about running anything ("DBRE runs the query")
+_LOG_INOUT = re.compile(r"\blog(ged|s|ging)? (out|off|in|on)\b(?! (to|the|a|an|every|all)\b)",
+                        re.IGNORECASE)
 _RUN_OUT = re.compile(r"\b(run|runs|ran|running)\s+((?:[\w-]+\s+)?)out\b(?: of\b)?",
                       re.IGNORECASE)
 
@@ -421,7 +429,8 @@ def read_question(text: str) -> Question:
         parts = [{p} for p in dict.fromkeys(all_forms[1:]) if p != key]
         name = (any(c.isdigit() for c in token) or bool(_SEPARATORS.search(token))
                 or (n > 0 and token[:1].isupper() and word not in _MONTHS_DAYS))
-        numbered = bool(parts) and any(c.isdigit() for c in token)
+        numbered = bool(parts) and (any(c.isdigit() for c in token)
+                                    or len(_CAMEL.findall(token)) >= 3)
         slots.append(Slot(word, stems, parts, name=name, numbered=numbered))
     return Question(text, slots, wants, intents, _predicate(ask), ask, _focus(ask))
 
@@ -445,8 +454,8 @@ def _predicate(low: str) -> str | None:
             rest = rest[1:]
         if rest and rest[0] not in STOP and rest[0] not in LIGHT:
             return rest[0]
-    match = re.match(r"^\W*(when|why|where|how)\s+(was|were|is|are|has|have|had)\b.*\s"
-                     r"([a-z]+(?:ed|en))\W*$", low)
+    match = re.match(r"^\W*(when|why|where|how|(?:at )?what time)\s+(was|were|is|are|has|have|"
+                     r"had)\b.*\s([a-z]+(?:ed|en))( (?:back|out|up|down|off|over))?\W*$", low)
     if match and match.group(3) not in STOP:
         return match.group(3)
     match = _SHOULD_WE.match(low)
@@ -476,7 +485,7 @@ _SHOULD_WE = re.compile(r"^\W*(should|can|could|shall) (we|i) (just |simply |sti
                         r"([a-z]+)\b")
 # "how many pods got evicted off the node?": a count of what was evicted, not of anything
 _HOW_MANY_DONE = re.compile(r"^\W*how many\b[^?]*?\b(got|get|were|was|have been|has been|"
-                            r"had been)\s+([a-z]+ed|" + _PAST_FORMS + r")\b")
+                            r"had been)\s+([a-z]+ed|logout|login|" + _PAST_FORMS + r")\b")
 _SOMEONE = _words("anyone anybody someone somebody we they you he she i")
 _OBJECT_START = _words("the a an any it this that these those its their our to on in with for "
                        "from at by")
@@ -900,6 +909,7 @@ _PLANNED = re.compile(r"\b(estimat\w*|expect\w*|eta|plan(s|ned)?|scheduled|targe
 _DONE_YET = re.compile(r"^\W*(has|have|had)\b.*\b(been|\w+ed|done|made)\b|\byet\b|"
                        r"^\W*(is|are)\b.*\b(now|currently|already|still)\b|"
                        r"^\W*(did|do|does)\b[^?]*\b(finish|complete|wrap)\w*|"
+                       r"\b(did|has|have)\b[^?]*\b(finish|complete)\w* [a-z]+ing\b|"
                        r"^\W*(is|are)\b[^?]*\b(done|finished|completed?|over)\W*$")
 # ("Decision: revert through the pipeline" does not say the revert is out.)
 # Its action is the participle ("been rotated", "rolled back") or what was to be finished
@@ -924,6 +934,11 @@ _EXTREME = re.compile(r"\b(highest|peak|peaked|max|maximum|lowest|minimum)\b(?![
 # that r1342 was pushed and reverted does not.
 _PRECONDITION = re.compile(r"\b(has|have|needs?|must|got) (to )?(happen|be done)\b[^?]*"
                            r"\bbefore\b")
+# "Why were the receipts missing?": a record that names them only in a purpose ("debug on to
+# chase missing Relaytext receipts") says what someone set out to find, not the cause
+_WHY = re.compile(r"\bwhy\b|\bcaus\w*|\breasons?\b")
+_PURPOSE = re.compile(r"\bto (chase|investigate|debug|find|look into|track down|understand|"
+                      r"diagnose|figure out|work out|dig into)\b[^.;]*", re.IGNORECASE)
 _STATES_CONDITION = re.compile(r"\b(before|first|until|once|only (after|when|if))\b",
                                re.IGNORECASE)
 # A note's own time ("14:10 UTC, Kim Park: ...") is when it was written, not a time it states.
@@ -1019,7 +1034,7 @@ def _done_action(low: str) -> str | None:
 
 def _says_done(text: str, action: str) -> bool:
     return any(_participle(w) and compatible(stem(w), action)
-               for w in re.findall(r"[a-z]+", _run_out(text).lower()))
+               for w in re.findall(r"[a-z]+", _phrasal(text).lower()))
 
 
 def about_future(question: str) -> bool:
@@ -1145,6 +1160,7 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     action = _done_action(ask) if done_yet else None
     extreme = bool(_EXTREME.search(ask))
     precondition = bool(_PRECONDITION.search(ask))
+    why = bool(_WHY.search(ask))
     cued = tuple(name.lower() for name, cue in SECTION_CUES.items() if cue.search(question.low))
     total = sum(s.weight for s in question.slots)
     people = list(people)
@@ -1182,6 +1198,10 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
             continue
         if precondition and not _STATES_CONDITION.search(seg.text):
             continue
+        if why and _PURPOSE.search(seg.text):
+            outside = text_forms(_PURPOSE.sub(" ", seg.text))
+            if any(question.slots[n].names(outside) < 0.5 for n in names):
+                continue  # "to chase missing Relaytext receipts" is an aim, not a cause
         if extreme and seg.item.kind == "log_pattern":
             continue
         if (done_yet or past) and _PENDING.search(seg.text):
@@ -1314,13 +1334,18 @@ _STORY = re.compile(r"\bwhat happened\b|\bwhat (was|were) (the )?(root )?causes?
 _ENDING = re.compile(r"\bwhat (fixed|resolved|mitigated|ended|stopped|solved)\b|"
                      r"\bgot (us )?out of\b|\bhow (was|were|did) [^?]*\b(fixed|resolved|"
                      r"mitigated|end|ended|stop|stopped)\b")
+# "what did that postmortem ask us to fix?": its action items
+_FOLLOW_UPS = re.compile(r"\b(action items?|follow[- ]?ups?|recommend\w*|lessons? learned|"
+                         r"ask(ed|s)? us to|told us to)\b")
 # the words that ask for the story, not the ones that name the incident
 _STORY_STEMS = frozenset(stem(w) for w in _words("""happened happen cause caused causes behind
 broke blocked triggered fixed resolved mitigated ended stopped solved got time before once
-again previous last earlier prior similar had incident incidents outage postmortem root"""))
+again previous last earlier prior similar had incident incidents outage postmortem root action
+item items follow up ups recommend recommended lesson lessons learned ask asked told fix"""))
 STORY_MIN = 0.7  # share of the naming words (by weight) the postmortem must say
 STORY_DOCS = 3  # the likeliest postmortems whose story section joins the evidence
 STORY_CHARS = 700
+_BULLET = re.compile(r"^\s*([-*+]|\d+[.)])\s+")
 
 
 def _says(slot: Slot, have: set[str]) -> float:
@@ -1337,6 +1362,8 @@ def story_section(question_text: str) -> str | None:
     low = expand(question_text).lower()
     if "postmortem" not in named_kinds(low):
         return None
+    if _FOLLOW_UPS.search(low):
+        return "Action items"
     return "Resolution" if _ENDING.search(low) else "Summary" if _STORY.search(low) else None
 
 
@@ -1385,8 +1412,13 @@ def past_story(question_text: str, items: list[ContextItem]) -> Story | None:
     item = min(wanted, key=lambda p: p.rank)
     body = item.text.split("\n", 1)[-1] if item.text.startswith(item.title) else item.text
     paragraph = next((p for p in re.split(r"\n\s*\n", body) if p.strip()), "")
+    lines = [x.strip() for x in paragraph.splitlines() if x.strip()]
+    if lines and all(_BULLET.match(x) for x in lines):  # a list: its items, one by one
+        units = [x if x[-1:] in ".!?" else f"{x}." for x in (_BULLET.sub("", y) for y in lines)]
+    else:
+        units = split_sentences(paragraph)
     text = ""
-    for sentence in split_sentences(paragraph):  # the story, up to about a paragraph's length
+    for sentence in units:  # the story, up to about a paragraph's length
         if text and len(text) + len(sentence) > STORY_CHARS:
             break
         text = f"{text} {sentence}".strip()

@@ -191,6 +191,11 @@ _ROLES = (
                 r"(customer |external |status )?"
                 r"(comms|communications?|status updates?)\b")),
 )
+# "next steps per the IC?" asks what the commander said, not who the commander is
+_ROLE_AS_SOURCE = re.compile(
+    r"\b(per|according to|from|by) (the |our )?(ic|incident commander|commander|tech lead|"
+    r"comms lead)\b|\b(ic|commander|tech lead|comms lead)(['’]s| said| says| wants| asked| "
+    r"decided| wrote)\b")
 _ALL_ROLES = re.compile(r"(?<![\w-])roles?\b|\bwho (is|are) (assigned|involved|working on (it|this))\b")
 _PAGED = re.compile(r"\b(paged|on[- ]?call)\b|\b(got|received|get|gets|has|had) (the|a) page\b")
 _PAGE_WORDS = "paged page get gets got receive received on call oncall on-call for"
@@ -212,7 +217,10 @@ _GENERAL = ("before after first alert alerts alerting error errors fail failure 
             "degraded degradation")
 _CHANGE_WORDS = ("change changed changes deploy deployed deploys deployment deployments release "
                  "released releases rollout rollouts roll rolled config configuration flag flags "
-                 "push pushed shipped")
+                 "push pushed shipped "
+                 # "what change set this off and who made it?" asks for the suspect change
+                 "set off trigger triggered made make author culprit suspect suspected blame "
+                 "blamed responsible")
 _LOG_WORDS = ("log logs logged error errors exception exceptions warn warning warnings message "
               "messages line lines")
 _STATE_WORDS = "severity sev priority status state how bad severe serious long"
@@ -270,6 +278,7 @@ def _direct_answer(question: str, snap: IncidentSnapshot, ids: set[str]) -> list
 def _roles(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] | None:
     if snap.ref not in ids:
         return None
+    question = _ROLE_AS_SOURCE.sub(" ", question)
     asked = [(attr, label) for attr, label, rx in _ROLES if rx.search(question)]
     if not asked and _ALL_ROLES.search(question):
         asked = [(attr, label) for attr, label, _ in _ROLES]
@@ -335,7 +344,8 @@ def _changes(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line]
                   if minutes is not None and minutes >= 0 else "The latest change was")
         lines.append(Line(
             text=f"{prefix} a {c.kind.replace('_', ' ')} of {c.service}{affected} "
-                 f"{c.version or ''} at {_hhmm(c.at)}{lead}: {clip(c.description or '', 220)}",
+                 f"{c.version or ''} at {_hhmm(c.at)}{lead}"
+                 f"{f' by {c.author}' if c.author else ''}: {clip(c.description or '', 220)}",
             citations=[f"change:{c.id}"]))
     return lines
 
