@@ -1059,3 +1059,18 @@ def test_what_a_past_postmortem_asked_us_to_fix_is_its_action_items() -> None:
     assert story is not None and story.section == "Action items"
     assert story.text == "Require `sizeLimit` on emptyDir volumes. LUM-2911. Log to stdout " \
                          "only. Owner: search. LUM-2912."
+
+
+def test_opinions_results_counts_and_irregular_done_yet_questions() -> None:
+    refunds = [ContextItem("timeline:60", "timeline", "14:10 UTC, Ines Duarte: payments-core "
+                           "ran the duplicates check: 6 candidate duplicates; refunds started.")]
+    assert _top("Have the refunds for the double captures gone through?", refunds) is None
+    assert about_events("What came back from the duplicate check?")
+    assert about_events("what does streaming-platform think, are the brokers ok?")
+    assert not about_events("what does the runbook say to do about broker lag?")
+    assert read_question("how many checkout reqs failed when the pod got evicted").predicate \
+        == "failed"
+    evicted = [ContextItem("timeline:43", "timeline", "09:25 UTC, Leila Moradi: kubelet "
+                           "evicted both notification-service pods plus one checkout-api pod.")]
+    assert _top("how many checkout reqs failed when the checkout pod got evicted", evicted) \
+        is None

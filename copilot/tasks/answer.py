@@ -91,7 +91,8 @@ _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 # of disk"). Forms that are also common nouns or adjectives (left, saw, found, lit) are left out.
 IRREGULAR = {past: verb for verb, pasts in {
     "begin": "began begun", "break": "broke broken", "bring": "brought", "build": "built",
-    "buy": "bought", "catch": "caught", "choose": "chose chosen", "draw": "drew drawn",
+    "buy": "bought", "catch": "caught", "choose": "chose chosen", "come": "came",
+    "draw": "drew drawn", "find": "found", "say": "said", "see": "saw seen",
     "drive": "drove driven", "eat": "ate eaten", "fall": "fell fallen", "feel": "felt",
     "fight": "fought", "fly": "flew flown", "forget": "forgot forgotten", "freeze": "froze frozen",
     "give": "gave given", "go": "went gone", "grow": "grew grown", "hang": "hung",
@@ -484,8 +485,9 @@ def _predicate(low: str) -> str | None:
 _SHOULD_WE = re.compile(r"^\W*(should|can|could|shall) (we|i) (just |simply |still |safely )?"
                         r"([a-z]+)\b")
 # "how many pods got evicted off the node?": a count of what was evicted, not of anything
-_HOW_MANY_DONE = re.compile(r"^\W*how many\b[^?]*?\b(got|get|were|was|have been|has been|"
-                            r"had been)\s+([a-z]+ed|logout|login|" + _PAST_FORMS + r")\b")
+# ("how many checkout reqs failed?" says the verb without one)
+_HOW_MANY_DONE = re.compile(r"^\W*how many\b[^?]*?\b(?:(got|get|were|was|have been|has been|"
+                            r"had been)\s+)?([a-z]{3,}ed|logout|login|" + _PAST_FORMS + r")\b")
 _SOMEONE = _words("anyone anybody someone somebody we they you he she i")
 _OBJECT_START = _words("the a an any it this that these those its their our to on in with for "
                        "from at by")
@@ -836,7 +838,9 @@ _ADVICE = re.compile(r"\b(should|can|could) (i|we)\b|\bhow (do|can|should|would)
                      r"\bwhat should\b|\bis there (a|any) way\b|\bis it (safe|ok|okay)\b|"
                      r"\b(normally|usually|typically|supposed to|recommended|in general)\b|"
                      r"\bwhat happens (if|when)\b")
-_EVENTS = re.compile(r"\b(did|was|were|had|has been|have been|since when|so far|right now|"
+_EVENTS = re.compile(r"\bwhat (does|did|do) (?!(the|this|that|our|a) (runbooks?|postmortems?|"
+                     r"docs?|alerts?|logs?|playbooks?)\b)[\w-]+( team)? (think|reckon|believe)\b|"
+                     r"\b(did|was|were|had|has been|have been|since when|so far|right now|"
                      r"currently|at the moment|eta|expect|expected|expecting)\b|"
                      r"\b(are|were)( not)? (we|they|you)( \w+)? \w+ing\b|"
                      r"\b(we|they) (are|were) \w+ing\b|"
@@ -906,7 +910,8 @@ _PLANNED = re.compile(r"\b(estimat\w*|expect\w*|eta|plan(s|ned)?|scheduled|targe
                       r"going to|next)\b", re.IGNORECASE)
 # "Has X been merged yet?" asks whether X was done, "is X ready now?" how things stand: a
 # record of X as a plan or a request is not an answer.
-_DONE_YET = re.compile(r"^\W*(has|have|had)\b.*\b(been|\w+ed|done|made)\b|\byet\b|"
+_DONE_YET = re.compile(r"^\W*(has|have|had)\b.*\b(been|\w+ed|done|made|" + _PAST_FORMS + r")\b|"
+                       r"\byet\b|"
                        r"^\W*(is|are)\b.*\b(now|currently|already|still)\b|"
                        r"^\W*(did|do|does)\b[^?]*\b(finish|complete|wrap)\w*|"
                        r"\b(did|has|have)\b[^?]*\b(finish|complete)\w* [a-z]+ing\b|"
@@ -1199,9 +1204,14 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
         if precondition and not _STATES_CONDITION.search(seg.text):
             continue
         if why and _PURPOSE.search(seg.text):
+            # "to chase missing Relaytext receipts" is an aim, not a cause: the piece must
+            # answer without it
             outside = text_forms(_PURPOSE.sub(" ", seg.text))
-            if any(question.slots[n].names(outside) < 0.5 for n in names):
-                continue  # "to chase missing Relaytext receipts" is an aim, not a cause
+            kept = sum(s.weight * s.match(outside) for n, s in enumerate(question.slots)
+                       if n in matched)
+            if (any(question.slots[n].names(outside) < 0.5 for n in names)
+                    or kept / total <= THRESHOLD):
+                continue
         if extreme and seg.item.kind == "log_pattern":
             continue
         if (done_yet or past) and _PENDING.search(seg.text):
@@ -1336,12 +1346,14 @@ _ENDING = re.compile(r"\bwhat (fixed|resolved|mitigated|ended|stopped|solved)\b|
                      r"mitigated|end|ended|stop|stopped)\b")
 # "what did that postmortem ask us to fix?": its action items
 _FOLLOW_UPS = re.compile(r"\b(action items?|follow[- ]?ups?|recommend\w*|lessons? learned|"
-                         r"ask(ed|s)? us to|told us to)\b")
+                         r"ask(ed|s)? us to|told us to|(say|said|says|suggest\w*) (that )?"
+                         r"(we|you) (should|must|need))\b")
 # the words that ask for the story, not the ones that name the incident
 _STORY_STEMS = frozenset(stem(w) for w in _words("""happened happen cause caused causes behind
 broke blocked triggered fixed resolved mitigated ended stopped solved got time before once
 again previous last earlier prior similar had incident incidents outage postmortem root action
-item items follow up ups recommend recommended lesson lessons learned ask asked told fix"""))
+item items follow up ups recommend recommended lesson lessons learned ask asked told fix say
+said says suggest suggested should must need"""))
 STORY_MIN = 0.7  # share of the naming words (by weight) the postmortem must say
 STORY_DOCS = 3  # the likeliest postmortems whose story section joins the evidence
 STORY_CHARS = 700
