@@ -1074,3 +1074,15 @@ def test_opinions_results_counts_and_irregular_done_yet_questions() -> None:
                            "evicted both notification-service pods plus one checkout-api pod.")]
     assert _top("how many checkout reqs failed when the checkout pod got evicted", evicted) \
         is None
+
+
+def test_when_something_was_done_is_not_answered_by_the_decision_to_do_it() -> None:
+    notes = [ContextItem("timeline:31", "timeline", "06:35 UTC, Yuki Tanaka: Cause found: "
+                         "edge-config r1342 pushed at 06:18. Decision: revert the edge-proxy "
+                         "config through the pipeline, no hand edits on pods.")]
+    assert _top("At what time had every edge-proxy pod picked up the reverted config?",
+                notes) is None
+    done = [*notes, ContextItem("timeline:33", "timeline", "06:40 UTC, Yuki Tanaka: the "
+                                "reverted config was picked up by every edge-proxy pod at 06:38.")]
+    assert _top("At what time had every edge-proxy pod picked up the reverted config?",
+                done) == "timeline:33"

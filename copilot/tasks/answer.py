@@ -941,6 +941,13 @@ _PRECONDITION = re.compile(r"\b(has|have|needs?|must|got) (to )?(happen|be done)
                            r"\bbefore\b")
 # "Why were the receipts missing?": a record that names them only in a purpose ("debug on to
 # chase missing Relaytext receipts") says what someone set out to find, not the cause
+# "At what time had every pod picked up the reverted config?" asks when something was done
+_WHEN_DONE = re.compile(r"^\W*(when|(at )?what time) (had|has|have|did|was|were)\b")
+# (a plan stated as such; "asked X to rotate the key" may be an aside in a record of work done)
+_PLAN_MARK = re.compile(r"\b(next( steps?)?:|follow[- ]?ups?:|decision:|(will|plans? to|planned|"
+                        r"going to)\b)", re.IGNORECASE)
+_ABOUT_PLANS = re.compile(r"\b(decid\w*|decision|ask\w*|plan\w*|request\w*|agree\w*|"
+                          r"schedul\w*|announc\w*|post\w*|said|say)\b")
 _WHY = re.compile(r"\bwhy\b|\bcaus\w*|\breasons?\b")
 _PURPOSE = re.compile(r"\bto (chase|investigate|debug|find|look into|track down|understand|"
                       r"diagnose|figure out|work out|dig into)\b[^.;]*", re.IGNORECASE)
@@ -1166,6 +1173,8 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     extreme = bool(_EXTREME.search(ask))
     precondition = bool(_PRECONDITION.search(ask))
     why = bool(_WHY.search(ask))
+    when_done = (WHEN in question.wants and bool(_WHEN_DONE.search(ask))
+                 and not _ABOUT_PLANS.search(ask))
     cued = tuple(name.lower() for name, cue in SECTION_CUES.items() if cue.search(question.low))
     total = sum(s.weight for s in question.slots)
     people = list(people)
@@ -1216,6 +1225,8 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
             continue
         if (done_yet or past) and _PENDING.search(seg.text):
             continue
+        if when_done and _PLAN_MARK.search(seg.text):
+            continue  # "Decision: revert ..." does not say when the revert was done
         if done_yet and (_PLAN_ONLY.search(seg.text)
                          or action is not None and not _says_done(seg.text, action)):
             continue
