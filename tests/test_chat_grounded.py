@@ -1086,3 +1086,36 @@ def test_when_something_was_done_is_not_answered_by_the_decision_to_do_it() -> N
                                 "reverted config was picked up by every edge-proxy pod at 06:38.")]
     assert _top("At what time had every edge-proxy pod picked up the reverted config?",
                 done) == "timeline:33"
+
+
+def test_an_error_question_prefers_the_error_pattern_and_a_cause_word_keeps_a_change_question() -> None:
+    def pattern(n: int, level: str, text: str) -> ContextItem:
+        return ContextItem(f"pattern:{n}", "log_pattern", f"{level} pattern, 100 lines, first "
+                           f"seen 2026-11-27 14:02 UTC: [pgbouncer] {text}",
+                           meta={"level": level})
+
+    items = [pattern(6, "WARN", "client waited <*> ms for a server connection to ledger-db"),
+             pattern(2, "ERROR", "server connection to ledger-db failed: sorry, too many "
+                                 "clients already")]
+    assert _top("what exact error is pgbouncer logging when it cannot get a server connection "
+                "to ledger-db?", items) == "pattern:2"
+    snap = _small_incident()
+    assert _grounded("what change filled up the store, and who rolled it out?",
+                     snap).lines[0].citations == ["change:4"]
+    # a cause word alone does not make a change question
+    assert all(c != "change:4" for line in _grounded("what caused this?", snap).lines
+               for c in line.citations)
+
+
+def test_a_change_question_naming_the_symptom_service_gets_the_suspect_change() -> None:
+    from copilot.context import ChangeFact
+
+    snap = _small_incident()
+    flag = ChangeFact(id=6, kind="feature_flag", service="dashboard", author="hk@x.io",
+                      at=(snap.started_at or snap.now) - dt.timedelta(minutes=70),
+                      description="Cache report exports in the store.")
+    snap = dataclasses.replace(snap, changes=[flag])
+    lines = _grounded("What change is filling store, and who rolled it out?", snap).lines
+    assert lines[0].citations == ["change:6"]
+    # "what changed on store?" asks about store's own changes: it has none
+    assert _grounded("what changed on store?", snap).answered is False

@@ -1173,6 +1173,7 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     extreme = bool(_EXTREME.search(ask))
     precondition = bool(_PRECONDITION.search(ask))
     why = bool(_WHY.search(ask))
+    errors_asked = bool(re.search(r"\berrors?\b", ask)) and not re.search(r"\bwarn", ask)
     when_done = (WHEN in question.wants and bool(_WHEN_DONE.search(ask))
                  and not _ABOUT_PLANS.search(ask))
     cued = tuple(name.lower() for name, cue in SECTION_CUES.items() if cue.search(question.low))
@@ -1261,6 +1262,9 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
             rank *= INTENT_BONUS
         if own and seg.item.kind in OWN_KINDS:
             rank *= OWN_BONUS
+        if (errors_asked and seg.item.kind == "log_pattern"
+                and str(seg.item.meta.get("level") or "").upper().startswith("WARN")):
+            rank *= ECHO_PENALTY  # "what error is pgbouncer logging?": the ERROR pattern first
         scored.append(Scored(seg, score, rank, matched))
     if cued:
         # "what was behind it that time?" names the Root cause section by what it holds: when

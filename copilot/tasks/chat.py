@@ -217,10 +217,11 @@ _GENERAL = ("before after first alert alerts alerting error errors fail failure 
             "degraded degradation")
 _CHANGE_WORDS = ("change changed changes deploy deployed deploys deployment deployments release "
                  "released releases rollout rollouts roll rolled config configuration flag flags "
-                 "push pushed shipped "
-                 # "what change set this off and who made it?" asks for the suspect change
-                 "set off trigger triggered made make author culprit suspect suspected blame "
-                 "blamed responsible")
+                 "push pushed shipped")
+# "what change set this off / filled up redis, and who made it?" asks for the suspect change:
+# words a change question may use besides the change words (they do not make one)
+_CAUSE_WORDS = ("set off trigger triggered made make author culprit suspect suspected blame "
+                "blamed responsible cause caused break broke fill filled filling kicked")
 _LOG_WORDS = ("log logs logged error errors exception exceptions warn warning warnings message "
               "messages line lines")
 _STATE_WORDS = "severity sev priority status state how bad severe serious long"
@@ -232,6 +233,7 @@ def _stems(words: str) -> frozenset[str]:
 
 _GENERAL_STEMS = _stems(_GENERAL)
 _CHANGE_STEMS = _stems(_CHANGE_WORDS)
+_CAUSE_STEMS = _stems(_CAUSE_WORDS)
 _LOG_STEMS = _stems(_LOG_WORDS)
 _STATE_STEMS = _stems(_STATE_WORDS)
 _PAGE_STEMS = _stems(_PAGE_WORDS)
@@ -319,10 +321,12 @@ def _changes(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line]
     suspects) or, when there are none, the latest change before it; all of them (up to three)
     when the question asks for every change."""
     if (_STARTS_WH.match(question) or not set(terms(question)) & _CHANGE_STEMS
-            or not _only(question, _CHANGE_STEMS, snap)):
+            or not _only(question, _CHANGE_STEMS | _CAUSE_STEMS, snap)):
         return None
     first = snap.first_alert_at
     named = [s for s in snap.services if s.lower() in question]
+    if set(terms(question)) & _CAUSE_STEMS and not any(c.service in named for c in snap.changes):
+        named = []  # "what change is filling redis-cache?" names the symptom, not the change
     known = sorted((c for c in snap.changes if f"change:{c.id}" in ids
                     and (not named or c.service in named)), key=lambda c: c.at, reverse=True)
     before = [c for c in known if first is None or c.at <= first]
