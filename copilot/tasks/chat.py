@@ -101,9 +101,8 @@ class Chat(Task[ChatResult]):
                                        section=section, docs=1)
         story = story_section(query)
         if story:  # "have we had X before? what happened?": the story of each likely one
-            items += [i for i in section_items(retriever, items, kind="postmortem",
-                                               section=story, docs=STORY_DOCS)
-                      if i.id not in {x.id for x in items}]
+            items += section_items(retriever, items, kind="postmortem", section=story,
+                                   docs=STORY_DOCS)
         return items
 
     def prompt_vars(self, snap: IncidentSnapshot, items: list[ContextItem]) -> dict[str, Any]:
