@@ -191,9 +191,8 @@ def snapshot_from_store(session: Any, incident_id: int, *, now: dt.datetime | No
     # changes up to the incident's end: its resolution, or for an open incident now, but never
     # before its own latest record (alerts and notes stamped ahead of this clock, as in replayed
     # or imported data, would otherwise lose every change made before them)
-    latest = max([_aware(start)] + [_aware(a.starts_at) for a in alerts if a.starts_at]
-                 + [_aware(e.at) for e in timeline])
-    end = incident.resolved_at or max(_aware(now or dt.datetime.now(dt.UTC)), latest)
+    latest = max([start] + [a.starts_at for a in alerts if a.starts_at] + [e.at for e in timeline])
+    end = incident.resolved_at or max(now or dt.datetime.now(dt.UTC), latest)
     changes = session.scalars(select(ChangeEvent).where(
         ChangeEvent.at >= start - CHANGE_WINDOW, ChangeEvent.at <= end).order_by(ChangeEvent.at))
     patterns = list(session.scalars(select(LogPattern).where(
@@ -247,11 +246,6 @@ def bounded_alerts(session: Any, incident_id: int) -> tuple[list[Any], int, int]
                                .limit(MAX_ALERTS - len(ids))))
     rows = session.scalars(select(Alert).where(Alert.id.in_(ids)).order_by(Alert.id))
     return list(rows), total, firing
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    """A stored time as UTC (SQLite gives it back without its zone)."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def bounded_timeline(session: Any, incident_id: int) -> list[Any]:

@@ -111,8 +111,9 @@ class Summary(Task[SummaryResult]):
         keys = key_records(snap, rules)
         result = SummaryResult(title=snap.title, filled=missing, **sections)
         result._covered = (sum(k.told_by(told) for k in keys), len(keys))
+        every = [x for lines in sections.values() for x in lines]
         for key in keys:  # what the commander must get, whoever wrote the section it is in
-            if not key.told_by([x for lines in sections.values() for x in lines]):
+            if not key.told_by(every):
                 getattr(result, key.section).append(key.line)
                 result.added.append(key.what)
         return result
