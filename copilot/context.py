@@ -192,7 +192,10 @@ def snapshot_from_store(session: Any, incident_id: int, *, now: dt.datetime | No
     # before its own latest record (alerts and notes stamped ahead of this clock, as in replayed
     # or imported data, would otherwise lose every change made before them)
     latest = max([start] + [a.starts_at for a in alerts if a.starts_at] + [e.at for e in timeline])
-    end = incident.resolved_at or max(now or dt.datetime.now(dt.UTC), latest)
+    # the same holds for the snapshot's "now" (how long it has been open, when the next update
+    # is due): an open incident's clock never reads before its own latest record
+    now = max(now or dt.datetime.now(dt.UTC), latest)
+    end = incident.resolved_at or now
     changes = session.scalars(select(ChangeEvent).where(
         ChangeEvent.at >= start - CHANGE_WINDOW, ChangeEvent.at <= end).order_by(ChangeEvent.at))
     patterns = list(session.scalars(select(LogPattern).where(
@@ -224,7 +227,7 @@ def snapshot_from_store(session: Any, incident_id: int, *, now: dt.datetime | No
                               else "") for p in patterns],
         timeline=[TimelineFact(id=e.id, at=e.at, kind=e.kind, actor=e.actor, text=e.text)
                   for e in timeline],
-        now=now or dt.datetime.now(dt.UTC),
+        now=now,
     )
 
 

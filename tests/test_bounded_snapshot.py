@@ -84,3 +84,14 @@ def test_changes_before_an_incident_stamped_ahead_of_the_clock_are_kept(incident
         later = snapshot_from_store(s, incident_id, now=T0 + dt.timedelta(hours=2))
     assert [c.description for c in before.changes] == ["flag to 100%"]
     assert [c.description for c in later.changes] == ["flag to 100%"]  # not the later deploy
+
+
+def test_an_incident_stamped_ahead_of_the_clock_is_open_until_its_latest_record(incident_store) -> None:  # type: ignore[no-untyped-def]
+    """Its summary says how long it has been open by its own records, not "0 min"."""
+    incident_id = _storm(incident_store, alerts=2, entries=3)
+    with incident_store.session() as s:
+        snap = snapshot_from_store(s, incident_id, now=T0 - dt.timedelta(days=10))
+    assert snap.now == T0 + dt.timedelta(seconds=5)  # the note, its latest record
+    with incident_store.session() as s:  # a clock after the records is the clock
+        assert snapshot_from_store(s, incident_id, now=T0 + dt.timedelta(hours=2)).now == (
+            T0 + dt.timedelta(hours=2))

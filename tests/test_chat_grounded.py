@@ -1119,3 +1119,109 @@ def test_a_change_question_naming_the_symptom_service_gets_the_suspect_change() 
     assert lines[0].citations == ["change:6"]
     # "what changed on store?" asks about store's own changes: it has none
     assert _grounded("what changed on store?", snap).answered is False
+
+
+def test_whats_firing_lists_the_firing_alerts_oldest_first() -> None:
+    from copilot.context import AlertFact
+
+    snap = _small_incident()
+    at = snap.started_at or snap.now
+    alerts = [AlertFact(id=1, name="DiskFull", service="store", severity="critical",
+                        starts_at=at, annotations={"summary": "Root disk above 95%"}),
+              AlertFact(id=2, name="PodEvicted", service="store", starts_at=at
+                        + dt.timedelta(minutes=3)),
+              AlertFact(id=3, name="SlowWrites", service="store", status="resolved",
+                        starts_at=at - dt.timedelta(minutes=5))]
+    snap = dataclasses.replace(snap, alerts=alerts)
+    lines = _grounded("whats firing rn?", snap).lines
+    assert [line.citations for line in lines] == [["alert:1"], ["alert:2"]]
+    assert lines[0].text == "DiskFull (critical, store): firing since 03:04 UTC. Root disk above 95%."
+    # "fired" includes the resolved one; "first" wants the oldest only
+    assert [line.citations for line in _grounded("which alerts fired?", snap).lines] == [
+        ["alert:3"], ["alert:1"], ["alert:2"]]
+    assert [line.citations for line in _grounded("which alert fired first?", snap).lines] == [
+        ["alert:3"]]
+    # a question about one alert, or about when, is not the list
+    assert len(_grounded("what does the PodEvicted alert mean?", snap).lines) <= 1
+    assert not any(": firing since" in line.text for line in
+                   _grounded("when did the alerts start firing?", snap).lines)
+    # nothing still firing: "what's firing now?" is not answered with resolved alerts
+    quiet = dataclasses.replace(snap, alerts=[alerts[2]])
+    assert not any(": resolved since" in line.text for line in
+                   _grounded("what's firing now?", quiet).lines)
+
+
+def test_paged_for_an_alert_named_in_words_and_a_change_behind_a_symptom() -> None:
+    snap = _small_incident()
+    for question in ("who got paged for the disk full?", "who got paged in PD for this"):
+        assert _grounded(question, snap).lines[0].citations == ["alert:1"], question
+    # words that are no alert's: not the paging record
+    assert not _grounded("who got paged for the redis thing?", snap).answered
+    assert _grounded("which change is behind the disk blowup?", snap).lines[0].citations == [
+        "change:4"]
+    # a version names a change of its own, which the suspect is not
+    assert not _grounded("which change is behind the 1.2.4 rollout?", snap).answered
+
+
+def test_a_database_role_is_not_the_incidents_roles() -> None:
+    snap = _small_incident()
+    result = _grounded("the DSN in the errors: which host does it use, and which DB role?", snap)
+    assert all(c != "incident:5" for line in result.lines for c in line.citations)
+    assert _grounded("who has which role?", snap).lines[0].citations == ["incident:5"]
+
+
+def test_a_terse_question_names_its_thing_first() -> None:
+    assert read_question("maxmemory-policy on redis-cache?").focus == ["maxmemory-policy"]
+    assert read_question("lag on invoice-worker?").focus == ["lag"]
+    # a measure says only that a number is wanted: the word before it names which
+    assert read_question("memory limit on the worker pods?").focus == ["memory", "limit"]
+    assert read_question("what is the error rate?").focus == ["error", "rate"]
+    assert read_question("any errors on checkout?").focus == []
+    # the piece must say the thing asked for, not only what it is about
+    items = [ContextItem("alert:1", "alert", "invoice-worker partitions were reassigned 40 "
+                         "times in ten minutes."),
+             ContextItem("alert:2", "alert", "KafkaLagHigh: consumer lag on invoice-worker "
+                         "partitions is 420,000 messages.")]
+    assert _top("lag on invoice-worker partitions?", items) == "alert:2"
+    assert extract_answer("lag on invoice-worker partitions?", items[:1]) is None
+
+
+def test_now_and_what_they_did_are_about_this_incident() -> None:
+    assert about_events("whats the current replication lag on ledger-db-1?")
+    assert about_events("replication lag rn?")
+    assert about_events("exact revert command they went with for edge-config?")
+    assert not about_events("memory limit on invoice-worker pods now that 3.52.0 doubled threads?")
+
+
+def test_a_past_incidents_commander_is_not_this_ones() -> None:
+    snap = dataclasses.replace(_small_incident(), commander="Ana Ortiz")
+    assert _grounded("who is the commander?", snap).lines[0].citations == ["incident:5"]
+    for question in ("who was commander last time the disk filled up?",
+                     "who ran comms in the previous outage?"):
+        assert all(c != "incident:5" for line in _grounded(question, snap).lines
+                   for c in line.citations), question
+
+
+def test_the_corrected_state_is_not_the_record_of_the_change_being_fixed() -> None:
+    items = [ContextItem("change:9", "change", "Config of edge-proxy edge-config@r77 at 06:18 by "
+                         "rl@x.io: move TLS secret references; the api listener's secret "
+                         "becomes edge/api-http01."),
+             ContextItem("timeline:6", "timeline", "06:46 UTC, Marcus Bell: Next steps: Rasmus "
+                         "fixes r77 to point the api listener at the TLS secret edge/api-dns01 "
+                         "before it is pushed again.")]
+    for question in ("Once r77 is fixed, which TLS secret is the api listener supposed to "
+                     "reference?",
+                     "Before r77 gets pushed again, which secret should the api listener "
+                     "reference instead?"):
+        assert _top(question, items) == "timeline:6", question
+    # what the change did is the change's record
+    assert _top("which secret did r77 move the api listener to?", items) == "change:9"
+
+
+def test_a_measure_asks_for_an_amount_and_running_out_is_about_this_incident() -> None:
+    items = [ContextItem("incident:2", "incident", "KafkaConsumerLagHigh on invoice-worker."),
+             ContextItem("alert:4", "alert", "KafkaConsumerLagHigh: invoice-worker is 420,000 "
+                         "messages behind on invoice.requested.")]
+    assert _top("lag on invoice-worker?", items) == "alert:4"
+    assert _top("lag on invoice-worker?", items[:1]) is None
+    assert about_events("which node is running out of root disk")

@@ -501,15 +501,27 @@ _FOCUS = re.compile(r"^\W*(?:what|which|who)(?:'s|\s+is|\s+are|\s+was|\s+were)\s
                     r"will|must|need|needs)\b.*)?\W*$")
 
 
+# "maxmemory-policy on redis-cache?", "lag on invoice-worker?": a question typed as the thing
+# it asks for, then what it is about
+_TERSE_FOCUS = re.compile(r"^\W*(?P<focus>[a-z0-9][\w.-]*(?:\s+[a-z0-9][\w.-]*){0,2}?)\s+"
+                          r"(?:on|for|of|in|at)\b[^?]*\?\W*$")
+_NOT_A_THING = _words("what whats which who whos when where why how is are was were did does do "
+                      "has have had can could should would will any anything any1 pls please "
+                      "check checking need get got show tell give find look")
+
+
 def _focus(low: str) -> list[str]:
     """The head noun of the thing a "what is the X of Y?" question asks for: the last content
-    word of X ("phone" in "what is the phone number of the on-call?"). Empty when X is only
-    asking words ("what is the number of ...")."""
-    match = _FOCUS.match(low)
-    if not match:
+    word of X ("phone" in "what is the phone number of the on-call?"), with the word before it
+    when that is a measure ("limit" in "what is the memory limit?" says only that there is a
+    number). Empty when X is only asking words ("what is the number of ...")."""
+    match = _FOCUS.match(low) or _TERSE_FOCUS.match(low)
+    if not match or match.re is _TERSE_FOCUS and low.split()[0].strip("'") in _NOT_A_THING:
         return []
     words = [t.lower() for t in tokens(match.group("focus").replace("'s", " "))]
     words = [w for w in words if w not in STOP and w not in LIGHT and len(w) > 1]
+    if len(words) >= 2 and stem(words[-1]) in _MEASURES:
+        return words[-2:]
     return words[-1:]
 
 
@@ -847,8 +859,10 @@ _EVENTS = re.compile(r"\bwhat (does|did|do) (?!(the|this|that|our|a) (runbooks?|
                      r"\b(is|are)\b.{0,40}\b(running|using|serving|reporting|showing)\b|"
                      r"\b(is|are)\b.{0,40}\b(broken|down|affected|impacted|failing|healthy|fine|"
                      r"working|degraded|late|delayed|lost|stuck|slow|behind|missing|"
-                     r"duplicated)\b|"
-                     r"\b(who|we) (\w+ed|" + _PAST_FORMS + r")\b|"
+                     r"duplicated|exhausted|full|filling|saturated|evicting|throttled)\b|"
+                     r"\b(who|we|they) (\w+ed|" + _PAST_FORMS + r")\b|"
+                     # "what's the current lag?", "lag rn?": a value now, which no runbook has
+                     r"\b(the|our) current\b|\brn\b|\bnow\b(?! that\b)|"
                      r"\bgot \w+ed\b|"  # "which pods got evicted?"
                      # "what flag change filled up redis?", "what caused this?"
                      r"^\W*(what|which) ((?!(is|are|was|were|does|do|did|has|have|had|should|"
@@ -939,6 +953,14 @@ _EXTREME = re.compile(r"\b(highest|peak|peaked|max|maximum|lowest|minimum)\b(?![
 # that r1342 was pushed and reverted does not.
 _PRECONDITION = re.compile(r"\b(has|have|needs?|must|got) (to )?(happen|be done)\b[^?]*"
                            r"\bbefore\b")
+# "Once r1342 is fixed, which secret should the listener reference?" asks for the corrected
+# state: the record of the change says what it did, which is what the fix undoes
+_CORRECTED = re.compile(r"\b(once|after|before|when|until)\b[^?]*\b(fix(ed|es)?|corrected|"
+                        r"(pushed|applied|deployed|rolled out|shipped) again|re-?(push|deploy|"
+                        r"appl(y|ie))\w*)\b[^?]*\b(supposed to|should|instead)\b|"
+                        r"\b(supposed to|should)\b[^?]*\b(once|after|before|when|until)\b"
+                        r"[^?]*\b(fix(ed|es)?|corrected|(pushed|applied|deployed) again|"
+                        r"re-?(push|deploy|appl(y|ie))\w*)\b")
 # "Why were the receipts missing?": a record that names them only in a purpose ("debug on to
 # chase missing Relaytext receipts") says what someone set out to find, not the cause
 # "At what time had every pod picked up the reverted config?" asks when something was done
@@ -961,6 +983,9 @@ _CONDITION = re.compile(r"\b(if|once|unless|whenever)\b|\S.*\bwhen\b")
 _MEASURES = frozenset(stem(w) for w in _words("""rate ratio percentage percent share count
 number total amount size limit level value duration latency threshold usage utilization
 capacity"""))
+# Heads that ask for an amount (a level or a value may be a word: "log level ERROR", "value
+# allkeys-lru"); "lag" must also be said
+_AMOUNTS = _MEASURES - {stem("level"), stem("value")} | {stem("lag")}
 _TIME = re.compile(r"\b\d{1,2}:\d{2}\b|\b\d{4}-\d{2}-\d{2}\b|\bmin (before|after)\b")
 # a count or amount: a number that is not part of a clock time or a date
 # (not in AKIA4F7Q or c41e9a0, nor the 3 of "3-D Secure")
@@ -1153,7 +1178,7 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     # phone number of X?" asks for (for a measure, "what is the error rate?", a number will
     # do). A piece that does not say them answers a neighbouring question.
     verb = next((n for n, s in enumerate(question.slots) if s.word == question.predicate), None)
-    head = next((n for n, s in enumerate(question.slots) if s.word in question.focus), None)
+    heads = [n for n, s in enumerate(question.slots) if s.word in question.focus]
     names = [n for n, s in enumerate(question.slots) if s.name]
     own = not question.intents & {"runbook", "postmortem"}
     # "during this incident": the question rules out past incidents and general advice; "who
@@ -1172,6 +1197,7 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     action = _done_action(ask) if done_yet else None
     extreme = bool(_EXTREME.search(ask))
     precondition = bool(_PRECONDITION.search(ask))
+    corrected = bool(_CORRECTED.search(ask))
     why = bool(_WHY.search(ask))
     errors_asked = bool(re.search(r"\berrors?\b", ask)) and not re.search(r"\bwarn", ask)
     when_done = (WHEN in question.wants and bool(_WHEN_DONE.search(ask))
@@ -1213,6 +1239,8 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
             continue
         if precondition and not _STATES_CONDITION.search(seg.text):
             continue
+        if corrected and seg.item.kind == "change":
+            continue
         if why and _PURPOSE.search(seg.text):
             # "to chase missing Relaytext receipts" is an aim, not a cause: the piece must
             # answer without it
@@ -1234,9 +1262,11 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
         heard = seg.say | seg.context
         if verb is not None and question.slots[verb].match(heard) < 1.0:
             continue
-        if head is not None and question.slots[head].match(heard) < 1.0 and not (
-                stem(question.slots[head].word) in _MEASURES
-                and _AMOUNT.search(_TIME.sub(" ", seg.text))):
+        # a measure ("error rate", "lag") asks for an amount, which the piece must give
+        amount = bool(_AMOUNT.search(_TIME.sub(" ", seg.text)))
+        if any(stem(question.slots[n].word) in _AMOUNTS and not amount
+               or stem(question.slots[n].word) not in _MEASURES
+               and question.slots[n].match(heard) < 1.0 for n in heads):
             continue
         # a question that names something (a service, an alert, a person, a version) is about
         # it: a piece that does not name it, nor is under a heading that does, is about

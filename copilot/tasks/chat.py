@@ -195,9 +195,15 @@ _ROLE_AS_SOURCE = re.compile(
     r"\b(per|according to|from|by) (the |our )?(ic|incident commander|commander|tech lead|"
     r"comms lead)\b|\b(ic|commander|tech lead|comms lead)(['’]s| said| says| wants| asked| "
     r"decided| wrote)\b")
-_ALL_ROLES = re.compile(r"(?<![\w-])roles?\b|\bwho (is|are) (assigned|involved|working on (it|this))\b")
+# ("which DB role does the DSN use?" is a database's role, not a person's)
+_PAST_INCIDENT = re.compile(r"\b(postmortems?|previous (incident|outage)s?|past (incident|outage)s?|"
+                            r"in the past|earlier (incident|outage)s?|last time|that time|"
+                            r"last year|ago)\b")
+_ALL_ROLES = re.compile(r"(?<![\w-])(?<!db )(?<!database )(?<!postgres )(?<!sql )(?<!iam )"
+                        r"(?<!user )roles?\b(?! (name|arn|binding|grant)s?\b)|\bwho (is|are) (assigned|involved|working on (it|this))\b")
 _PAGED = re.compile(r"\b(paged|on[- ]?call)\b|\b(got|received|get|gets|has|had) (the|a) page\b")
-_PAGE_WORDS = "paged page get gets got receive received on call oncall on-call for"
+_PAGE_WORDS = ("paged page get gets got receive received on call oncall on-call for pd pagerduty "
+               "opsgenie this it")
 _OVERVIEW = re.compile(r"^\W*(what'?s?|what is|what are)\s+(happening|going on|the situation|"
                        r"the (current )?state of (things|play))\W*$|\b(summari[sz]e|overview|"
                        r"catch me up|tl;?dr|sitrep)\b")
@@ -220,10 +226,18 @@ _CHANGE_WORDS = ("change changed changes deploy deployed deploys deployment depl
 # "what change set this off / filled up redis, and who made it?" asks for the suspect change:
 # words a change question may use besides the change words (they do not make one)
 _CAUSE_WORDS = ("set off trigger triggered made make author culprit suspect suspected blame "
-                "blamed responsible cause caused break broke fill filled filling kicked")
+                "blamed responsible cause caused break broke fill filled filling kicked behind")
+# "which change is behind the redis memory blowup?": with one of these, the other words say the
+# symptom, which the suspect change need not name
+_BLAME_WORDS = ("trigger triggered culprit suspect suspected blame blamed responsible cause "
+                "caused behind")
 _LOG_WORDS = ("log logs logged error errors exception exceptions warn warning warnings message "
               "messages line lines")
 _STATE_WORDS = "severity sev priority status state how bad severe serious long"
+# "what's firing rn?", "which alerts fired?": the alerts themselves
+_ALERT_WORDS = ("alert alerts alerting alarm alarms fire fires fired firing going off active "
+                "open triggered currently now right rn still")
+_ALERT_ASKED = re.compile(r"\b(alert(s|ing)?|alarms?|fir(e|es|ed|ing)|going off)\b")
 
 
 def _stems(words: str) -> frozenset[str]:
@@ -233,8 +247,14 @@ def _stems(words: str) -> frozenset[str]:
 _GENERAL_STEMS = _stems(_GENERAL)
 _CHANGE_STEMS = _stems(_CHANGE_WORDS)
 _CAUSE_STEMS = _stems(_CAUSE_WORDS)
+_BLAME_STEMS = _stems(_BLAME_WORDS)
+# (a question that asks which one; "did the SCA flag cause it?" asks about one named change)
+_WHICH_CHANGE = re.compile(r"\b(what|which)('s)? (\w+ )?(change|deploy|deployment|release|flag|"
+                           r"rollout|config|push|version)s?\b")
 _LOG_STEMS = _stems(_LOG_WORDS)
 _STATE_STEMS = _stems(_STATE_WORDS)
+_ALERT_STEMS = _stems(_ALERT_WORDS)
+MAX_ALERT_LINES = 5
 _PAGE_STEMS = _stems(_PAGE_WORDS)
 
 
@@ -269,7 +289,7 @@ def _direct_answer(question: str, snap: IncidentSnapshot, ids: set[str]) -> list
     changed, what the logs show, severity and status) are answered from those records: None
     when the question is not one of them, no lines when the incident has no such record (the
     answer is then "the context does not say", not the nearest sentence with the same word)."""
-    for rule in (_roles, _paged, _changes, _logs, _state, _overview):
+    for rule in (_roles, _paged, _changes, _logs, _state, _firing, _overview):
         lines = rule(question, snap, ids)
         if lines is not None:
             return lines
@@ -279,6 +299,8 @@ def _direct_answer(question: str, snap: IncidentSnapshot, ids: set[str]) -> list
 def _roles(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] | None:
     if snap.ref not in ids:
         return None
+    if _PAST_INCIDENT.search(question):
+        return None  # "who was IC that time?": a past incident's people, in its postmortem
     question = _ROLE_AS_SOURCE.sub(" ", question)
     asked = [(attr, label) for attr, label, rx in _ROLES if rx.search(question)]
     if not asked and _ALL_ROLES.search(question):
@@ -298,16 +320,21 @@ def _roles(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] |
 def _paged(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] | None:
     """"Who was paged?": the assignee of a paging alert (a responder's note may say it too, so
     without one the extractive answer looks)."""
-    if not (re.match(r"^\W*who\b", question) and _PAGED.search(question)
-            and _only(question, _PAGE_STEMS, snap)):
+    if not (re.match(r"^\W*who\b", question) and _PAGED.search(question)):
         return None
+    # "who got paged for the redis evictions?" names an alert by words of its name or summary
+    words = {a.id: set(terms(re.sub(r"(?<=[a-z])(?=[A-Z])|[-_.]", " ", f"{a.name} {a.summary}")))
+             for a in snap.alerts}
+    if not _only(question, _PAGE_STEMS.union(*words.values()), snap):
+        return None
+    asked = set(terms(question)) - _PAGE_STEMS
+    best = max((len(asked & words[a.id]) for a in snap.alerts if _assignee(a)), default=0)
     named = [s for s in snap.services if s.lower() in question]
     lines = []
     for alert in snap.alerts:
-        if named and alert.service not in named:
+        if named and alert.service not in named or len(asked & words[alert.id]) < best:
             continue
-        who = next((str(v) for k in ("assignee", "assigned_to", "oncall", "owner")
-                    for v in (alert.labels.get(k), alert.annotations.get(k)) if v), None)
+        who = _assignee(alert)
         if who and f"alert:{alert.id}" in ids:
             via = "PagerDuty" if alert.source == "pagerduty" else alert.source.capitalize()
             lines.append(Line(text=f"{via} paged {who} for {alert.name} at "
@@ -315,12 +342,21 @@ def _paged(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] |
     return lines[:1] or None
 
 
+def _assignee(alert: Any) -> str | None:
+    return next((str(v) for k in ("assignee", "assigned_to", "oncall", "owner")
+                 for v in (alert.labels.get(k), alert.annotations.get(k)) if v), None)
+
+
 def _changes(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] | None:
     """"What changed?": the changes to affected services shortly before the first alert (the
     suspects) or, when there are none, the latest change before it; all of them (up to three)
     when the question asks for every change."""
-    if (_STARTS_WH.match(question) or not set(terms(question)) & _CHANGE_STEMS
-            or not _only(question, _CHANGE_STEMS | _CAUSE_STEMS, snap)):
+    said = set(terms(question))
+    if _STARTS_WH.match(question) or not said & _CHANGE_STEMS:
+        return None
+    blamed = said & _BLAME_STEMS and _WHICH_CHANGE.search(question) and not re.search(r"\d|\w[-_./]\w", " ".join(
+        t for t in question.split() if not any(s.lower() in t for s in snap.services)))
+    if not (blamed or _only(question, _CHANGE_STEMS | _CAUSE_STEMS, snap)):
         return None
     first = snap.first_alert_at
     named = [s for s in snap.services if s.lower() in question]
@@ -379,6 +415,32 @@ def _logs(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] | 
         lines.append(Line(text=f"{p.count} {p.level} lines ({shape}): "
                                f"{clip(p.template.replace('<*>', '…'), 200)}",
                           citations=[f"pattern:{p.id}"]))
+    return lines
+
+
+def _firing(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] | None:
+    """"What's firing?": every alert still firing, oldest first; "which alerts fired?": resolved
+    ones too; "which alert fired first?": the oldest. A question about one alert names it, and
+    goes to the extractive answer."""
+    if (_STARTS_WH.match(question) or _ASKS_TIME.search(question)
+            or not _ALERT_ASKED.search(question) or not _only(question, _ALERT_STEMS, snap)):
+        return None
+    named = [s for s in snap.services if s.lower() in question]
+    known = sorted((a for a in snap.alerts if f"alert:{a.id}" in ids
+                    and (not named or a.service in named)),
+                   key=lambda a: (a.starts_at is None, a.starts_at or snap.now, a.id))
+    if re.search(r"\bfirst\b", question):
+        known = known[:1]
+    elif re.search(r"\b(still|now|rn|currently|active|open|firing|alerting|going off)\b", question):
+        known = [a for a in known if a.status == "firing"]
+        if not known:
+            return None  # none fires now: whether one did, and when it stopped, is in the records
+    lines = []
+    for a in known[:MAX_ALERT_LINES]:
+        details = ", ".join(x for x in (a.severity, a.service) if x)
+        said = f" {_sentence(a.summary)}" if a.summary != a.name else ""
+        lines.append(Line(text=f"{a.name}{f' ({details})' if details else ''}: {a.status} since "
+                               f"{_hhmm(a.starts_at)}.{said}", citations=[f"alert:{a.id}"]))
     return lines
 
 
