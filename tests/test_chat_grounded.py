@@ -1225,3 +1225,20 @@ def test_a_measure_asks_for_an_amount_and_running_out_is_about_this_incident() -
     assert _top("lag on invoice-worker?", items) == "alert:4"
     assert _top("lag on invoice-worker?", items[:1]) is None
     assert about_events("which node is running out of root disk")
+
+
+def test_what_someone_said_is_reported_speech_or_their_own_note() -> None:
+    items = [ContextItem("timeline:3", "timeline", "14:10 UTC, Ines Duarte: The Marlow and Finch "
+                         "finance contact is treasury@mf.example; Sanjay drafts the merchant "
+                         "note."),
+             ContextItem("timeline:4", "timeline", "14:20 UTC, Sanjay Mehta: Merchant note to "
+                         "Marlow and Finch sent; waiting on their finance team.")]
+    assert _top("What did the Marlow and Finch finance team reply?", items) is None
+    assert _top("what did Sanjay say about the merchant note?", items) == "timeline:4"
+    replied = ContextItem("timeline:5", "timeline", "14:40 UTC, Sanjay Mehta: Marlow and Finch "
+                          "finance replied that the duplicate charge was refunded.")
+    assert _top("What did the Marlow and Finch finance team reply?",
+                [*items, replied]) == "timeline:5"
+    # a record is not a speaker: its text says what it says
+    assert _top("what does the timeline say about the Marlow and Finch merchant note?",
+                items) is not None

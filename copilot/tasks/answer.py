@@ -120,7 +120,7 @@ COMPOUNDS = {w: tuple(parts.split()) for w, parts in {
 def stem(word: str) -> str:
     """Light stemming, the same for the question and the evidence: plurals, -ing, -ed, a
     doubled final consonant and a final e go (``ruling``, ``ruled``, ``rule`` → ``rul``;
-    ``nodes`` → ``nod``; ``stopped`` → ``stop``); an irregular past form becomes its verb
+    ``nodes`` → ``nod``; ``stopped`` → ``stop``; ``replied`` → ``reply``); an irregular past form becomes its verb
     (``ran`` → ``run``). Words with digits are identifiers, left alone; at least three letters
     stay."""
     word = IRREGULAR.get(word, word)
@@ -128,8 +128,8 @@ def stem(word: str) -> str:
         return word[:-1]  # "503s", "5xxs", "429s": plurals of codes
     if any(c.isdigit() for c in word) or not word.isalpha():
         return word
-    if word.endswith("ies") and len(word) > 4:
-        word = word[:-3] + "y"
+    if word.endswith(("ies", "ied")) and len(word) > 4:  # replies, replied → reply
+        return word[:-3] + "y"
     elif word.endswith("es") and word[-3:-2] in ("s", "x", "z") and len(word) > 4:
         word = word[:-2]
     elif word.endswith("s") and not word.endswith("ss") and len(word) > 3:
@@ -953,6 +953,29 @@ _EXTREME = re.compile(r"\b(highest|peak|peaked|max|maximum|lowest|minimum)\b(?![
 # that r1342 was pushed and reverted does not.
 _PRECONDITION = re.compile(r"\b(has|have|needs?|must|got) (to )?(happen|be done)\b[^?]*"
                            r"\bbefore\b")
+# "What did Marlow & Finch reply?", "what did relaytext say about the receipts?" ask for what
+# someone said: a piece answers by reporting speech, or by being that person's own note
+_SAID_Q = re.compile(r"^\W*what (did|does|do|has|have|had) (?P<who>[\w&.' -]{2,40}?) "
+                     r"(say|said|reply|replied|respond|responded|answer|answered|tell|told|"
+                     r"write back|wrote back|report|reported)\b")
+_NOT_A_SPEAKER = re.compile(r"\b(logs?|runbooks?|postmortems?|alerts?|docs?|documentation|"
+                            r"dashboards?|graphs?|metrics|playbooks?|notes?|timeline|records?|"
+                            r"changes?|config|errors?|messages?|page|it|they|we|you)\b")
+_SPEECH = re.compile(r"\b(said|says|say|replied|replies|reply|responded|responds|response|"
+                     r"answered|answers|told|tells|wrote|writes|reported|reports|confirmed|"
+                     r"confirms|according to|asked|asks|stated|states)\b|\"", re.IGNORECASE)
+_NOTE_BY = re.compile(r"^\d\d:\d\d UTC, ([^:]{3,60}):")
+
+
+def _said_by(seg: Segment, who: str) -> bool:
+    """The piece reports speech, or is a note by the person (a word of their name) asked about."""
+    if _SPEECH.search(seg.text):
+        return True
+    author = _NOTE_BY.match(seg.text)
+    return bool(author) and any(len(w) > 2 and re.search(rf"\b{re.escape(w)}\b", who)
+                                for w in author.group(1).lower().split())
+
+
 # "Once r1342 is fixed, which secret should the listener reference?" asks for the corrected
 # state: the record of the change says what it did, which is what the fix undoes
 _CORRECTED = re.compile(r"\b(once|after|before|when|until)\b[^?]*\b(fix(ed|es)?|corrected|"
@@ -1198,6 +1221,9 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     extreme = bool(_EXTREME.search(ask))
     precondition = bool(_PRECONDITION.search(ask))
     corrected = bool(_CORRECTED.search(ask))
+    speaker = _SAID_Q.search(ask)
+    if speaker and _NOT_A_SPEAKER.search(speaker.group("who")):
+        speaker = None  # "what do the worker logs say?": a record's text says it
     why = bool(_WHY.search(ask))
     errors_asked = bool(re.search(r"\berrors?\b", ask)) and not re.search(r"\bwarn", ask)
     when_done = (WHEN in question.wants and bool(_WHEN_DONE.search(ask))
@@ -1240,6 +1266,8 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
         if precondition and not _STATES_CONDITION.search(seg.text):
             continue
         if corrected and seg.item.kind == "change":
+            continue
+        if speaker and not _said_by(seg, speaker.group("who")):
             continue
         if why and _PURPOSE.search(seg.text):
             # "to chase missing Relaytext receipts" is an aim, not a cause: the piece must
