@@ -1242,3 +1242,18 @@ def test_what_someone_said_is_reported_speech_or_their_own_note() -> None:
     # a record is not a speaker: its text says what it says
     assert _top("what does the timeline say about the Marlow and Finch merchant note?",
                 items) is not None
+
+
+def test_what_the_commander_did_is_not_who_it_is_and_unknown_times_answer_nothing() -> None:
+    snap = dataclasses.replace(_small_incident(), commander="Ana Ortiz")
+    result = _grounded("At 03:10 the commander made a call on the pods. What was it?", snap)
+    assert all(c != "incident:5" for line in result.lines for c in line.citations)
+    assert _grounded("is there a commander assigned?", snap).lines[0].citations == ["incident:5"]
+    incident = ContextItem("incident:5", "incident", "DiskFull on store. Started 2026-01-02 03:04 "
+                           "UTC, detected 2026-01-02 03:04 UTC, mitigated unknown, resolved "
+                           "unknown.")
+    note = ContextItem("timeline:9", "timeline", "03:40 UTC, Kim Park: Mitigated at 03:38 after "
+                       "the cleanup.")
+    assert _top("what time were we mitigated", [incident]) is None
+    assert _top("what time were we mitigated", [incident, note]) == "timeline:9"
+    assert about_events("which merchants have invoice deadlines tonight")

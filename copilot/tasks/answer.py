@@ -264,7 +264,8 @@ SECTION_CUES = {
     "Root cause": re.compile(r"\b(root cause|why did|why was|why were|"
                              r"what (caused|triggered|broke|was behind)|behind it)\b"),
     "Resolution": re.compile(r"\b(resolved|resolution|how was .* (fixed|resolved|mitigated)|"
-                             r"what (fixed|resolved|mitigated|ended|stopped) it|"
+                             r"what (finally )?(fixed|resolved|mitigated|ended|stopped) "
+                             r"(it|that|that one|this one)|"
                              r"(got|get|getting) (us )?out of (it|this|that))\b"),
     "Action items": re.compile(r"\b(action items?|follow[- ]?ups?|prevent\w*)\b"),
 }
@@ -504,7 +505,7 @@ _FOCUS = re.compile(r"^\W*(?:what|which|who)(?:'s|\s+is|\s+are|\s+was|\s+were)\s
 # "maxmemory-policy on redis-cache?", "lag on invoice-worker?": a question typed as the thing
 # it asks for, then what it is about
 _TERSE_FOCUS = re.compile(r"^\W*(?P<focus>[a-z0-9][\w.-]*(?:\s+[a-z0-9][\w.-]*){0,2}?)\s+"
-                          r"(?:on|for|of|in|at)\b[^?]*\?\W*$")
+                          r"(?:on|for|of|in|at|when)\b[^?]*\?\W*$")
 _NOT_A_THING = _words("what whats which who whos when where why how is are was were did does do "
                       "has have had can could should would will any anything any1 pls please "
                       "check checking need get got show tell give find look")
@@ -587,6 +588,9 @@ def _incident(item: ContextItem) -> list[Segment]:
     # generated text: every ". " ends a sentence, even before a lower-case word
     parts = [p.strip() for p in re.split(r"(?<=\.)\s+", first) if p.strip()]
     parts += split_sentences(rest)
+    # "mitigated unknown" answers no "when were we mitigated?": a note may say it
+    parts = [re.sub(r",?\s*\b(started|detected|acknowledged|mitigated|resolved) unknown\b", "", p)
+             for p in parts]
     return [_seg(item, p) for p in parts]
 
 
@@ -862,7 +866,8 @@ _EVENTS = re.compile(r"\bwhat (does|did|do) (?!(the|this|that|our|a) (runbooks?|
                      r"duplicated|exhausted|full|filling|saturated|evicting|throttled)\b|"
                      r"\b(who|we|they) (\w+ed|" + _PAST_FORMS + r")\b|"
                      # "what's the current lag?", "lag rn?": a value now, which no runbook has
-                     r"\b(the|our) current\b|\brn\b|\bnow\b(?! that\b)|"
+                     r"\b(the|our) current\b|\brn\b|\bnow\b(?! that\b)|\bhow close\b|"
+                     r"\b(tonight|today|this (morning|afternoon|evening))\b|"
                      r"\bgot \w+ed\b|"  # "which pods got evicted?"
                      # "what flag change filled up redis?", "what caused this?"
                      r"^\W*(what|which) ((?!(is|are|was|were|does|do|did|has|have|had|should|"

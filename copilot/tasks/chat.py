@@ -194,7 +194,8 @@ _ROLES = (
 _ROLE_AS_SOURCE = re.compile(
     r"\b(per|according to|from|by) (the |our )?(ic|incident commander|commander|tech lead|"
     r"comms lead)\b|\b(ic|commander|tech lead|comms lead)(['’]s| said| says| wants| asked| "
-    r"decided| wrote)\b")
+    r"decided| wrote| made| took| gave| told| chose| called| ordered|"
+    r" (?!(assigned|named|appointed|listed|designated)\b)\w+ed)\b")
 # ("which DB role does the DSN use?" is a database's role, not a person's)
 _PAST_INCIDENT = re.compile(r"\b(postmortems?|previous (incident|outage)s?|past (incident|outage)s?|"
                             r"in the past|earlier (incident|outage)s?|last time|that time|"
