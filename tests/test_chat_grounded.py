@@ -15,6 +15,7 @@ import pytest
 
 from copilot.context import IncidentSnapshot, TimelineFact
 from copilot.tasks.answer import (
+    SECTION_CUES,
     CODE,
     NUMBER,
     VERSION,
@@ -1257,3 +1258,16 @@ def test_what_the_commander_did_is_not_who_it_is_and_unknown_times_answer_nothin
     assert _top("what time were we mitigated", [incident]) is None
     assert _top("what time were we mitigated", [incident, note]) == "timeline:9"
     assert about_events("which merchants have invoice deadlines tonight")
+
+
+def test_the_latest_value_is_not_a_log_pattern_and_did_that_happen_is_not_the_decision() -> None:
+    pattern = ContextItem("pattern:91", "log_pattern", "WARN pattern, 38 lines: [kafka] consumer "
+                          "group notification-service lag on notifications.outbound is … "
+                          "messages")
+    assert _top("latest lag number on notifications.outbound in the logs?", [pattern]) is None
+    decision = ContextItem("timeline:45", "timeline", "09:41 UTC, Grace Okafor: Decision: restart "
+                           "the four remaining pods one at a time, 3 minutes apart.")
+    assert _top("Grace decided the remaining pods should be restarted one at a time. Did that "
+                "actually happen?", [decision]) is None
+    assert SECTION_CUES["Resolution"].search(
+        "what did we end up doing that time to get it serving again")

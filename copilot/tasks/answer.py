@@ -266,7 +266,8 @@ SECTION_CUES = {
     "Resolution": re.compile(r"\b(resolved|resolution|how was .* (fixed|resolved|mitigated)|"
                              r"what (finally )?(fixed|resolved|mitigated|ended|stopped) "
                              r"(it|that|that one|this one)|"
-                             r"(got|get|getting) (us )?out of (it|this|that))\b"),
+                             r"(got|get|getting) (us )?out of (it|this|that)|"
+                             r"end(ed)? up doing|get (it|them|things) (\w+ing )?(back|again))\b"),
     "Action items": re.compile(r"\b(action items?|follow[- ]?ups?|prevent\w*)\b"),
 }
 
@@ -934,7 +935,10 @@ _DONE_YET = re.compile(r"^\W*(has|have|had)\b.*\b(been|\w+ed|done|made|" + _PAST
                        r"^\W*(is|are)\b.*\b(now|currently|already|still)\b|"
                        r"^\W*(did|do|does)\b[^?]*\b(finish|complete|wrap)\w*|"
                        r"\b(did|has|have)\b[^?]*\b(finish|complete)\w* [a-z]+ing\b|"
-                       r"^\W*(is|are)\b[^?]*\b(done|finished|completed?|over)\W*$")
+                       r"^\W*(is|are)\b[^?]*\b(done|finished|completed?|over)\W*$|"
+                       # "did that actually happen?": the decision is not that it happened
+                       r"^\W*(did|has|have) (that|it|this|they) (actually |really |ever )?"
+                       r"(happen|happened|go ahead|gone ahead|get done|been done)\b")
 # ("Decision: revert through the pipeline" does not say the revert is out.)
 # Its action is the participle ("been rotated", "rolled back") or what was to be finished
 # ("finished rotating"); a piece answers it only by saying the action was done ("rotated"),
@@ -949,10 +953,11 @@ _PLAN_ONLY = re.compile(r"\b(next( steps?)?:|follow[- ]?ups?:|decision:|(will|pl
 # not happened: it does not say what the check found, nor that it is done.
 _PENDING = re.compile(r"\b(until|till|before)\b[^.;]{0,60}\b(has|have)\s+(been\s+)?"
                       r"([a-z]+ed|" + _PAST_FORMS + r")\b", re.IGNORECASE)
-# "What's the highest lag we logged?" asks for one value of many: a log pattern cannot say
-# which was highest (its numbers are masked, "lag is … messages", and its example line is
-# one line of many).
-_EXTREME = re.compile(r"\b(highest|peak|peaked|max|maximum|lowest|minimum)\b(?![.-]\w)")
+# "What's the highest lag we logged?", "latest lag number in the logs?" ask for one value of
+# many: a log pattern cannot say which was highest or latest (its numbers are masked, "lag is
+# … messages", and its example line is one line of many).
+_EXTREME = re.compile(r"\b(highest|peak|peaked|max|maximum|lowest|minimum|latest|most recent|"
+                      r"last (\w+ )?(value|number|reading|count|figure))\b(?![.-]\w)")
 # "What has to happen before r1342 is pushed again?" asks for a precondition: a piece that
 # answers states one ("confirms the certificate is Ready before it is pushed again"); the note
 # that r1342 was pushed and reverted does not.
