@@ -15,9 +15,9 @@ import pytest
 
 from copilot.context import IncidentSnapshot, TimelineFact
 from copilot.tasks.answer import (
-    SECTION_CUES,
     CODE,
     NUMBER,
+    SECTION_CUES,
     VERSION,
     WHEN,
     WHO,
@@ -1210,10 +1210,10 @@ def test_the_corrected_state_is_not_the_record_of_the_change_being_fixed() -> No
              ContextItem("timeline:6", "timeline", "06:46 UTC, Marcus Bell: Next steps: Rasmus "
                          "fixes r77 to point the api listener at the TLS secret edge/api-dns01 "
                          "before it is pushed again.")]
-    for question in ("Once r77 is fixed, which TLS secret is the api listener supposed to "
-                     "reference?",
-                     "Before r77 gets pushed again, which secret should the api listener "
-                     "reference instead?"):
+    for question in (("Once r77 is fixed, which TLS secret is the api listener supposed to "
+                      "reference?"),
+                     ("Before r77 gets pushed again, which secret should the api listener "
+                      "reference instead?")):
         assert _top(question, items) == "timeline:6", question
     # what the change did is the change's record
     assert _top("which secret did r77 move the api listener to?", items) == "change:9"
@@ -1271,3 +1271,22 @@ def test_the_latest_value_is_not_a_log_pattern_and_did_that_happen_is_not_the_de
                 "actually happen?", [decision]) is None
     assert SECTION_CUES["Resolution"].search(
         "what did we end up doing that time to get it serving again")
+
+
+def test_a_runbook_named_before_the_question_does_not_make_it_a_runbook_question() -> None:
+    runbook = ContextItem("chunk:rb-redis::1", "runbook", "If idempotency keys were evicted, ask "
+                          "payments-core to run the duplicate-charge check: `pgw-cli duplicates "
+                          "--since <start> --until <end>`.", meta={"doc_id": "rb-redis"})
+    note = ContextItem("timeline:11", "timeline", "14:10 UTC, Ines Duarte: payments-core ran "
+                       "pgw-cli duplicates --since 13:15 --until 14:00: 6 candidate duplicate "
+                       "payment intents.")
+    question = ("The runbook says payments-core should run the duplicate check. Was it run, and "
+                "what did it find?")
+    assert _top(question, [runbook, note]) == "timeline:11"
+    assert _top(question, [runbook]) is None
+    change = ContextItem("change:9", "change", "Config of edge-proxy edge-config@r77: the api "
+                         "listener's TLS secret becomes edge/api-http01.")
+    assert _top("Before r77 is pushed again, what has to change in it?", [change]) is None
+    # a label before the question does name it
+    assert _top("Redis runbook: what does it say about the duplicate-charge check?",
+                [runbook, note]) == "chunk:rb-redis::1"

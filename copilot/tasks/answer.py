@@ -973,7 +973,7 @@ _NOT_A_SPEAKER = re.compile(r"\b(logs?|runbooks?|postmortems?|alerts?|docs?|docu
                             r"changes?|config|errors?|messages?|page|it|they|we|you)\b")
 _SPEECH = re.compile(r"\b(said|says|say|replied|replies|reply|responded|responds|response|"
                      r"answered|answers|told|tells|wrote|writes|reported|reports|confirmed|"
-                     r"confirms|according to|asked|asks|stated|states)\b|\"", re.IGNORECASE)
+                     r"confirms|according to|stated|states)\b|\"", re.IGNORECASE)
 _NOTE_BY = re.compile(r"^\d\d:\d\d UTC, ([^:]{3,60}):")
 
 
@@ -990,7 +990,8 @@ def _said_by(seg: Segment, who: str) -> bool:
 # state: the record of the change says what it did, which is what the fix undoes
 _CORRECTED = re.compile(r"\b(once|after|before|when|until)\b[^?]*\b(fix(ed|es)?|corrected|"
                         r"(pushed|applied|deployed|rolled out|shipped) again|re-?(push|deploy|"
-                        r"appl(y|ie))\w*)\b[^?]*\b(supposed to|should|instead)\b|"
+                        r"appl(y|ie))\w*)\b[^?]*\b(supposed to|should|instead|(has|have|needs?|"
+                        r"must) to (change|be changed|be fixed))\b|"
                         r"\b(supposed to|should)\b[^?]*\b(once|after|before|when|until)\b"
                         r"[^?]*\b(fix(ed|es)?|corrected|(pushed|applied|deployed) again|"
                         r"re-?(push|deploy|appl(y|ie))\w*)\b")
@@ -1217,7 +1218,11 @@ def extract_answer(question_text: str, items: list[ContextItem], *,
     # "during this incident": the question rules out past incidents and general advice; "who
     # is on call?": a past incident's postmortem cannot say how things are now
     only_own = own and bool(_THIS_INCIDENT.search(question.low))
-    kinds = named_kinds(question.low)
+    # ("The runbook says payments-core should run the check. Was it run?" asks about this
+    # incident: the sentence before the question names the runbook, the question does not; a
+    # label before it, "NodeFilesystemAlmostFull runbook: what do I do first?", does name it)
+    label = re.match(r"^\W*([^.!?:]{1,60}):\s", question.low)
+    kinds = named_kinds(question.ask) | (named_kinds(label.group(1)) if label else set())
     postmortems_ok = "postmortem" in question.intents or "postmortem" in kinds
     ask = question.ask
     past = bool(_PAST.search(ask))
@@ -1424,7 +1429,7 @@ _STORY = re.compile(r"\bwhat happened\b|\bwhat (was|were) (the )?(root )?causes?
                     r"\bwhat caused\b|\bwhy (did|was|were)\b|\b(was|is) behind\b|"
                     r"\bbehind (it|this|that)\b|\bwhat (broke|blocked|triggered)\b|"
                     r"\bthe cause\b")
-_ENDING = re.compile(r"\bwhat (fixed|resolved|mitigated|ended|stopped|solved)\b|"
+_ENDING = re.compile(r"\bwhat (finally )?(fixed|resolved|mitigated|ended|stopped|solved)\b|"
                      r"\bgot (us )?out of\b|\bhow (was|were|did) [^?]*\b(fixed|resolved|"
                      r"mitigated|end|ended|stop|stopped)\b")
 # "what did that postmortem ask us to fix?": its action items

@@ -196,12 +196,14 @@ _ROLE_AS_SOURCE = re.compile(
     r"comms lead)\b|\b(ic|commander|tech lead|comms lead)(['’]s| said| says| wants| asked| "
     r"decided| wrote| made| took| gave| told| chose| called| ordered|"
     r" (?!(assigned|named|appointed|listed|designated)\b)\w+ed)\b")
+# "who ran comms last time?": a past incident's people, in its postmortem
+_PAST_INCIDENT = re.compile(r"\b(postmortems?|previous (incident|outage)s?|past (incident|"
+                            r"outage)s?|in the past|earlier (incident|outage)s?|last time|"
+                            r"that time|last year|ago)\b")
 # ("which DB role does the DSN use?" is a database's role, not a person's)
-_PAST_INCIDENT = re.compile(r"\b(postmortems?|previous (incident|outage)s?|past (incident|outage)s?|"
-                            r"in the past|earlier (incident|outage)s?|last time|that time|"
-                            r"last year|ago)\b")
 _ALL_ROLES = re.compile(r"(?<![\w-])(?<!db )(?<!database )(?<!postgres )(?<!sql )(?<!iam )"
-                        r"(?<!user )roles?\b(?! (name|arn|binding|grant)s?\b)|\bwho (is|are) (assigned|involved|working on (it|this))\b")
+                        r"(?<!user )roles?\b(?! (name|arn|binding|grant)s?\b)|"
+                        r"\bwho (is|are) (assigned|involved|working on (it|this))\b")
 _PAGED = re.compile(r"\b(paged|on[- ]?call)\b|\b(got|received|get|gets|has|had) (the|a) page\b")
 _PAGE_WORDS = ("paged page get gets got receive received on call oncall on-call for pd pagerduty "
                "opsgenie this it")
@@ -301,7 +303,7 @@ def _roles(question: str, snap: IncidentSnapshot, ids: set[str]) -> list[Line] |
     if snap.ref not in ids:
         return None
     if _PAST_INCIDENT.search(question):
-        return None  # "who was IC that time?": a past incident's people, in its postmortem
+        return None
     question = _ROLE_AS_SOURCE.sub(" ", question)
     asked = [(attr, label) for attr, label, rx in _ROLES if rx.search(question)]
     if not asked and _ALL_ROLES.search(question):
